@@ -1,0 +1,181 @@
+"""The architecture as data.
+
+An `Arch` says which backbone to build (ESRB or EDSR), how deep and wide it is,
+the upscaling factor, and, after pruning, the width of every prunable channel
+group. The same module code builds the dense network (no widths given) and the
+physically pruned one (smaller widths), and an `Arch` travels with the params
+in checkpoints and exports as a plain dict.
+
+Channel groups
+--------------
+Every convolution writes into one *channel group* and reads from another. All
+layers whose outputs are added together must keep the same channels, so they
+share a group (and one channel vector during the search):
+
+* ``stream``: the residual stream. ESRB: head, every ``conv_b`` (added to the
+  block input), every ``conv_1x1`` (its output is the next block's input and
+  is added to that block's ``conv_b``), the ESA ``expand`` conv (gates the
+  stream) and ``body_end`` (added to the head output). EDSR: head, every
+  ``conv_b`` and ``body_end``.
+* ``block_{i}.inner``: the output of ``conv_a`` inside block ``i``.
+* ``block_{i}.esa``: ESRB's ESA inner width ``f`` (prunable only when
+  ``prune_esa`` is set).
+* fixed groups that are never pruned: ``rgb_in`` (3), ``rgb_out`` (3) and the
+  upsampler's internal widths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Mapping, Optional
+
+MODELS = ("esrb", "edsr")
+SCALES = (2, 3, 4)
+
+
+class ArchError(ValueError):
+  """An architecture description that cannot be built."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+  """A channel group: `size` is its full (unpruned) width."""
+  name: str
+  size: int
+  prunable: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Arch:
+  """Backbone description.
+
+  Attributes:
+    model: "esrb" or "edsr".
+    blocks: number of residual blocks B.
+    channels: full width C of the residual stream and block interiors.
+    scale: upscaling factor (2, 3 or 4).
+    esa_channels: ESRB's ESA width f (ignored by EDSR).
+    prune_esa: whether ESA's inner width is a prunable group.
+    rgb_range: pixel range the model sees, 1.0 for [0,1] or 255.0.
+    widths: after pruning, the kept width of each prunable group (missing
+      groups keep their full size). ``None`` means dense.
+  """
+  model: str = "esrb"
+  blocks: int = 6
+  channels: int = 256
+  scale: int = 2
+  esa_channels: int = 16
+  prune_esa: bool = False
+  rgb_range: float = 1.0
+  widths: Optional[Mapping[str, int]] = None
+
+  def __post_init__(self):
+    if self.model not in MODELS:
+      raise ArchError(f"Arch.model={self.model!r} is unknown; use one of {MODELS}.")
+    if self.scale not in SCALES:
+      raise ArchError(f"Arch.scale={self.scale!r} is not supported; use one of {SCALES}.")
+    for field in ("blocks", "channels", "esa_channels"):
+      value = getattr(self, field)
+      if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ArchError(f"Arch.{field}={value!r} must be a positive integer.")
+    if self.rgb_range <= 0:
+      raise ArchError(f"Arch.rgb_range={self.rgb_range!r} must be positive (1.0 or 255.0).")
+    if self.widths is not None:
+      # Freeze into a sorted tuple-backed dict so Arch stays hashable-friendly.
+      widths = dict(self.widths)
+      groups = self.groups()
+      for name, width in widths.items():
+        if name not in groups:
+          raise ArchError(f"Arch.widths names unknown group {name!r}; known groups: "
+                          f"{sorted(g for g in groups if groups[g].prunable)}.")
+        if not groups[name].prunable:
+          raise ArchError(f"Arch.widths[{name!r}]: group {name!r} is fixed and cannot be pruned.")
+        if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+          raise ArchError(f"Arch.widths[{name!r}]={width!r} must be a positive integer.")
+        if width > groups[name].size:
+          raise ArchError(f"Arch.widths[{name!r}]={width} exceeds the group's full size "
+                          f"{groups[name].size}.")
+      object.__setattr__(self, "widths", _FrozenDict(sorted(widths.items())))
+
+  def __hash__(self):
+    return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+  # --- groups -----------------------------------------------------------------
+  def groups(self) -> dict[str, Group]:
+    """All channel groups of this architecture at full width."""
+    c, s = self.channels, self.scale
+    groups = [Group("rgb_in", 3, False), Group("rgb_out", 3, False),
+              Group("stream", c, True)]
+    for i in range(self.blocks):
+      groups.append(Group(f"block_{i}.inner", c, True))
+      if self.model == "esrb":
+        groups.append(Group(f"block_{i}.esa", self.esa_channels, self.prune_esa))
+    if self.model == "esrb":
+      groups.append(Group("upsample", 3 * s * s, False))
+    else:
+      for j, r in enumerate(edsr_upsample_factors(s)):
+        groups.append(Group(f"upsample_{j}", r * r * c, False))
+        groups.append(Group(f"upsample_{j}.shuffled", c, False))
+    return {g.name: g for g in groups}
+
+  def prunable_groups(self) -> list[str]:
+    return [name for name, g in self.groups().items() if g.prunable]
+
+  def width(self, group: str) -> int:
+    """The built width of `group` (its pruned width if one is set)."""
+    if self.widths is not None and group in self.widths:
+      return int(self.widths[group])
+    return self.groups()[group].size
+
+  @property
+  def is_pruned(self) -> bool:
+    return bool(self.widths) and any(
+        w < self.groups()[g].size for g, w in self.widths.items())
+
+  def dense(self) -> "Arch":
+    """The same architecture at full width."""
+    return dataclasses.replace(self, widths=None)
+
+  def with_widths(self, widths: Mapping[str, int]) -> "Arch":
+    return dataclasses.replace(self, widths=dict(widths))
+
+  # --- serialisation ------------------------------------------------------------
+  def to_dict(self) -> dict[str, Any]:
+    d = dataclasses.asdict(self)
+    d["widths"] = None if self.widths is None else dict(self.widths)
+    return d
+
+  @classmethod
+  def from_dict(cls, d: Mapping[str, Any]) -> "Arch":
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+      raise ArchError(f"Unknown Arch field(s) {unknown}; known fields: {sorted(known)}.")
+    d = dict(d)
+    if d.get("widths") is not None:
+      d["widths"] = {str(k): int(v) for k, v in dict(d["widths"]).items()}
+    return cls(**d)
+
+  @classmethod
+  def from_config(cls, cfg: Any) -> "Arch":
+    """Builds an Arch from a config's `model` section (ConfigDict or dict)."""
+    d = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+    d.setdefault("model", "esrb")
+    if "name" in d:  # configs spell the backbone as model.name
+      d["model"] = d.pop("name")
+    return cls.from_dict(d)
+
+
+class _FrozenDict(dict):
+  """A dict that refuses mutation, so a frozen Arch stays frozen."""
+
+  def _readonly(self, *args, **kwargs):
+    raise TypeError("Arch.widths is read-only; use Arch.with_widths().")
+
+  __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly
+
+
+def edsr_upsample_factors(scale: int) -> tuple[int, ...]:
+  """EDSR's upsampler: one x2 or x3 stage, or two x2 stages for x4."""
+  return {2: (2,), 3: (3,), 4: (2, 2)}[scale]

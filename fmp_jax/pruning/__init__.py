@@ -1,0 +1,1 @@
+"""FMP pruning: complexity counting, hypernetwork, budgets, search and surgery."""
