@@ -1,0 +1,21 @@
+"""EDSR-8-128 x4 pruned by FMP (the paper's ablation backbone), Params metric, criterion Total.
+
+  python -m fmp_jax.main --config=configs/edsr_x4.py --workdir=/tmp/fmp_edsr_x4 \
+      --config.data.data_dir=/path/to/sr_data
+
+Dense model: 3,696,643 params, 317.64 G FLOPs. Paper ablation (Total): ~60 % of
+params remain, Set5 32.03 dB.
+"""
+
+from fmp_jax.config_base import base_config
+
+
+def get_config(arg=None):
+  del arg
+  c = base_config()
+  c.model.name = "edsr"
+  c.model.blocks = 8
+  c.model.channels = 128
+  c.model.scale = 4
+  c.budget.keep = 0.6
+  return c

@@ -1,0 +1,61 @@
+"""The config schema shared by every file in configs/.
+
+Config files call `base_config()` and override what differs. Every field is
+declared here, so `--config.field=value` typos fail loudly (configs are
+locked by the driver) and a notebook user can see every knob in one place.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  # Backbone (fmp_jax.Arch fields; `name` is the model family).
+  c.model = ml_collections.ConfigDict(dict(
+      name="esrb", blocks=6, channels=256, scale=2, esa_channels=16,
+      prune_esa=False, rgb_range=1.0))
+
+  # What must REMAIN after pruning (fmp_jax.Budget).
+  c.budget = ml_collections.ConfigDict(dict(
+      keep=0.085, metric="params", criterion="total",
+      channel_keep=ml_collections.FieldReference(None, field_type=float),
+      weight_keep=ml_collections.FieldReference(None, field_type=float)))
+
+  # FMP search: hypernetwork + latents, proximal steps until the budget holds.
+  c.search = ml_collections.ConfigDict(dict(
+      max_steps=100_000,        # error if the budget is not reached by then
+      batch_size=16,
+      patch_size=48,            # LR patch side
+      lr=2e-4,                  # Adam on hypernetwork params and biases
+      latent_lr=0.05,           # SGD step on channel vectors / weight indicators
+      channel_l1=1e-3,          # lambda_C of the proximal step on channel vectors
+      weight_l1=1e-3,           # lambda_W of the proximal step on weight indicators
+      budget_weight=1.0,        # strength of the differentiable budget regulariser
+      hyper_embed=8,            # m: per-element embedding size of the hypernetwork
+      indicator="weight",       # "weight" (one per kernel weight) or "pair" (per in/out pair)
+      landing_tol=0.0,          # allowed undershoot of the budget before the prox step is shortened
+      log_every=50,
+      checkpoint_every=1000,
+  ))
+
+  # Fine-tuning of the physically pruned model (weight masks held fixed).
+  c.finetune = ml_collections.ConfigDict(dict(
+      steps=300_000, batch_size=16, patch_size=48, lr=2e-4,
+      lr_halve_every=100_000, log_every=100, checkpoint_every=5000))
+
+  # Training and evaluation data.
+  c.data = ml_collections.ConfigDict(dict(
+      train="div2k",            # "div2k" (folders under data_dir), "bundled", "tfds", or a folder
+      data_dir="",              # root holding DIV2K/ and the benchmark folders
+      tfds_name="",             # e.g. "div2k/bicubic_x2" when train == "tfds"
+      eval_sets=("Set5", "Set14", "B100", "Urban100", "Manga109"),
+      eval_max_images=0,        # 0 = all images of each set
+  ))
+
+  # Multi-host: call jax.distributed.initialize() (also when the environment asks).
+  c.distributed = False
+  return c

@@ -1,0 +1,146 @@
+"""The params/FLOPs counter against the paper's numbers, closed forms and Flax itself."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fmp_jax
+from fmp_jax.arch import Arch
+from fmp_jax.models import abstract_params
+from fmp_jax.pruning import complexity
+
+# (model, blocks, channels, scale) -> (params, FLOPs) from FMP.md section 2.
+PAPER = {
+    ("esrb", 6, 256, 2): (8_180_876, 1_877_752_502_784),
+    ("esrb", 6, 256, 3): (8_215_451, 836_783_447_040),
+    ("esrb", 6, 256, 4): (8_263_856, 474_212_676_096),
+    ("edsr", 8, 128, 2): (3_106_307, 717_432_422_400),
+    ("edsr", 8, 128, 3): (3_844_227, 395_506_851_840),
+    ("edsr", 8, 128, 4): (3_696_643, 317_642_342_400),
+}
+
+
+@pytest.mark.parametrize("key", sorted(PAPER))
+def test_counts_reproduce_the_paper(key):
+  model, blocks, channels, scale = key
+  counts = complexity.count(Arch(model=model, blocks=blocks, channels=channels, scale=scale))
+  params, flops = PAPER[key]
+  assert counts.params == params
+  # The spec gives FLOPs to 4-5 significant decimals in G; the exact integers
+  # above were checked against those roundings (e.g. 1,877.7525G at x2).
+  assert counts.flops == flops
+
+
+@pytest.mark.parametrize("scale, rounded", [(2, "1877.75"), (3, "836.78"), (4, "474.21")])
+def test_esrb_flops_round_like_the_paper(scale, rounded):
+  counts = complexity.count(Arch(scale=scale))
+  assert f"{counts.flops / 1e9:.2f}" == rounded
+
+
+@pytest.mark.parametrize("h, w, s", [(360, 640, 2), (17, 23, 3), (48, 48, 4), (101, 64, 2)])
+def test_esrb_closed_form(h, w, s):
+  """FMP.md's closed form for ESRB-6-256 at any LR size."""
+  h2, w2 = (h - 3) // 2 + 1, (w - 3) // 2 + 1
+  h3, w3 = (h2 - 7) // 3 + 1, (w2 - 7) // 3 + 1
+  expected_macs = h * w * (8_118_528 + 6_912 * s * s) + 13_824 * (h2 * w2 + h3 * w3)
+  counts = complexity.count(Arch(scale=s), lr_hw=(h, w))
+  assert counts.flops == expected_macs
+  assert counts.params == 8_153_216 + 6_915 * s * s
+
+
+@pytest.mark.parametrize("arch", [
+    Arch(), Arch(scale=3), Arch(scale=4),
+    Arch(model="edsr", blocks=8, channels=128, scale=2),
+    Arch(model="edsr", blocks=8, channels=128, scale=4),
+    Arch(blocks=2, channels=16, esa_channels=8, widths={"stream": 5, "block_1.inner": 2}),
+    Arch(blocks=2, channels=16, esa_channels=8, prune_esa=True,
+         widths={"block_0.esa": 3, "stream": 11}),
+    Arch(model="edsr", blocks=3, channels=12, scale=3, widths={"stream": 7, "block_2.inner": 1}),
+], ids=str)
+def test_counter_agrees_with_flax_params(arch):
+  assert complexity.count(arch).params == complexity.param_count(abstract_params(arch))
+
+
+def test_layer_table_matches_param_tree():
+  arch = Arch(blocks=2, channels=8, scale=2)
+  params = abstract_params(arch)
+  for layer in complexity.layer_table(arch, (24, 24)):
+    node = params
+    for part in layer.path:
+      node = node[part]
+    assert node["kernel"].shape == layer.kernel
+
+
+def test_masked_count_by_hand():
+  """A single-block EDSR at 16x16 LR, x2, with one channel and one weight removed."""
+  arch = Arch(model="edsr", blocks=1, channels=4, scale=2)
+  lr_hw = (16, 16)
+  dense = complexity.count(arch, lr_hw=lr_hw)
+  # Removing inner channel 0 of block 0 drops conv_a's filter (9*4 weights + 1
+  # bias) at 16x16 and conv_b's input slice (9*4 weights) at 16x16.
+  masks = {"block_0.inner": np.array([0, 1, 1, 1])}
+  one_channel = complexity.count(arch, channel_masks=masks, lr_hw=lr_hw)
+  assert dense.params - one_channel.params == 36 + 1 + 36
+  assert dense.flops - one_channel.flops == (36 + 36) * 256
+  # One more weight of the tail conv (runs at HR 32x32).
+  w = np.ones((3, 3, 4, 3))
+  w[1, 1, 2, 0] = 0
+  both = complexity.count(arch, channel_masks=masks, weight_masks={"tail": w}, lr_hw=lr_hw)
+  assert one_channel.params - both.params == 1
+  assert one_channel.flops - both.flops == 32 * 32
+
+
+def test_masks_and_widths_agree():
+  """Keeping k channels by mask counts the same as building width k."""
+  full = Arch(blocks=2, channels=12, esa_channels=4)
+  keep = {"stream": 7, "block_0.inner": 3, "block_1.inner": 12}
+  masks = {g: np.r_[np.ones(k), np.zeros(12 - k)] for g, k in keep.items()}
+  assert complexity.count(full, channel_masks=masks) == complexity.count(full.with_widths(keep))
+
+
+def test_nested_and_flat_weight_masks_agree():
+  arch = Arch(blocks=1, channels=4, esa_channels=4)
+  w = np.ones((3, 3, 4, 4))
+  w[0, 0, 0, 0] = 0
+  flat = complexity.count(arch, weight_masks={"block_0/conv_a": w})
+  nested = complexity.count(arch, weight_masks={"block_0": {"conv_a": {"weight": w}}})
+  assert flat == nested and flat.params == complexity.count(arch).params - 1
+
+
+def run_count(repo_root, *args):
+  return subprocess.run([sys.executable, str(repo_root / "tools" / "count.py"), *args],
+                        capture_output=True, text=True, cwd=repo_root, timeout=120)
+
+
+@pytest.mark.parametrize("config, key", [
+    ("x2", ("esrb", 6, 256, 2)), ("x3", ("esrb", 6, 256, 3)), ("x4", ("esrb", 6, 256, 4)),
+    ("edsr_x4", ("edsr", 8, 128, 4))])
+def test_count_tool_json(repo_root, config, key):
+  out = run_count(repo_root, "--config", f"configs/{config}.py", "--json")
+  assert out.returncode == 0, out.stderr
+  result = json.loads(out.stdout)
+  assert (result["params"], result["flops"]) == PAPER[key]
+  assert isinstance(result["params"], int) and isinstance(result["flops"], int)
+
+
+def test_count_tool_table(repo_root):
+  out = run_count(repo_root, "--config", "configs/x2.py")
+  assert out.returncode == 0, out.stderr
+  assert "block_5/esa/down" in out.stdout and "8,180,876 params" in out.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--config", "configs/x2.py", "--config.model.scale=5"], "scale=5"),
+    (["--config", "configs/x2.py", "--config.model.name=vdsr"], "vdsr"),
+    (["--config", "configs/x2.py", "--config.model.channels=-8"], "channels=-8"),
+    (["--config", "configs/x2.py", "--config.model.chanels=8"], "chanels"),
+    (["--config", "configs/no_such.py"], "no_such.py"),
+])
+def test_count_tool_bad_input_is_one_clear_line(repo_root, args, needle):
+  out = run_count(repo_root, *args)
+  assert out.returncode != 0
+  assert "Traceback" not in out.stderr
+  assert needle in out.stderr
