@@ -1,0 +1,92 @@
+"""Fine-tuning of the physically pruned model with its weight masks held fixed.
+
+The masks enter the forward pass (kernel * mask), so masked weights get zero
+gradients and Adam never moves them; the returned params have them baked in.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from fmp_jax.arch import Arch
+from fmp_jax.models import MASKS, build_model
+
+
+@flax.struct.dataclass
+class FinetuneState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+def make_optimizer(lr: float, halve_every: Optional[int] = None) -> optax.GradientTransformation:
+  """Adam with the SR convention: lr halved every `halve_every` steps."""
+  if halve_every:
+    schedule = optax.exponential_decay(lr, transition_steps=int(halve_every), decay_rate=0.5,
+                                       staircase=True)
+  else:
+    schedule = lr
+  return optax.adam(schedule)
+
+
+def init_state(params: Mapping, tx: optax.GradientTransformation) -> FinetuneState:
+  params = jax.tree.map(lambda x: jnp.array(x, jnp.float32, copy=True), dict(params))
+  return FinetuneState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+
+@functools.lru_cache(maxsize=16)
+def make_step(arch: Arch, tx: optax.GradientTransformation) -> Callable:
+  """Pure step `(state, masks, lr, hr) -> (state, metrics)`; L1 loss, masks fixed."""
+  model = build_model(arch)
+
+  def step(state: FinetuneState, masks: Mapping, lr: jax.Array, hr: jax.Array):
+    def loss_fn(params):
+      variables = {"params": params}
+      if masks:
+        variables[MASKS] = masks
+      return jnp.mean(jnp.abs(model.apply(variables, lr) - hr))
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+    return new, {"loss": loss, "finite": jnp.isfinite(loss)}
+
+  return step
+
+
+def bake_masks(params: Mapping, masks: Optional[Mapping]) -> dict:
+  """Params with every kernel multiplied by its weight mask (for export/inference)."""
+  def walk(p, m):
+    out = {k: walk(v, m.get(k, {})) if isinstance(v, Mapping) else v for k, v in p.items()}
+    if "kernel" in out and "weight" in m:
+      out["kernel"] = out["kernel"] * m["weight"]
+    return out
+  return walk(dict(params), dict(masks or {}))
+
+
+def finetune(params: Mapping, arch: Arch, masks: Optional[Mapping], data: Iterable, steps: int,
+             lr: float = 2e-4, halve_every: Optional[int] = None,
+             on_step: Optional[Callable[[int, dict], None]] = None) -> dict:
+  """Trains `params` (pruned widths in `arch`) for `steps` batches of (lr, hr).
+
+  Returns the fine-tuned params with the weight masks baked in. Inputs are not mutated.
+  """
+  tx = make_optimizer(lr, halve_every)
+  step_fn = jax.jit(make_step(arch, tx), donate_argnums=0)
+  state = init_state(params, tx)
+  batches = iter(data)
+  for i in range(1, steps + 1):
+    lr_img, hr_img = next(batches)
+    state, metrics = step_fn(state, masks or {}, lr_img, hr_img)
+    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    if not metrics["finite"]:
+      raise FloatingPointError(f"finetune step {i}: loss is {metrics['loss']}; lower finetune.lr.")
+    if on_step is not None:
+      on_step(i, metrics)
+  return bake_masks(jax.device_get(state.params), masks)

@@ -1,0 +1,161 @@
+"""The notebook API: `prune(params, budget, arch=...)` and `sparsity_report(...)`."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
+
+import jax
+import numpy as np
+
+from fmp_jax.arch import Arch
+from fmp_jax.pruning import complexity, search, surgery
+from fmp_jax.pruning.budget import Budget, BudgetError, quantities
+
+
+@dataclasses.dataclass
+class PruneResult:
+  """What `prune` returns.
+
+  Attributes:
+    params: the physically pruned backbone params (masked weights are zero).
+    arch: the `Arch` with the kept width of every channel group.
+    masks: the ``masks`` collection of fixed weight masks for `params`
+      (``{"block_0": {"conv_a": {"weight": HWIO}}, ...}``), for fine-tuning.
+    report: `sparsity_report` of the result plus ``steps`` and ``converged``.
+    history: per-step search metrics (loss, remaining ratios, ...).
+  """
+  params: Any
+  arch: Arch
+  masks: dict
+  report: dict
+  history: list = dataclasses.field(default_factory=list, repr=False)
+
+
+def sparsity_report(params: Mapping, arch: Arch, masks: Optional[Mapping] = None,
+                    metric: str = "flops", lr_hw: Optional[tuple[int, int]] = None) -> dict:
+  """Params/FLOPs of a (pruned or masked) model against its dense architecture.
+
+  Args:
+    params: backbone params matching `arch` (checked).
+    arch: the built architecture (pruned widths, if any).
+    masks: the ``masks`` collection: per-layer weight masks and/or
+      ``{"channels": {group: (C,)}}`` for a full-width masked model.
+    metric: "flops" or "params": the metric of the channel/weight split.
+    lr_hw: LR input size for FLOPs (default: the 1280x720 HR convention).
+  Returns:
+    dict with ``params``, ``flops`` (exact ints), ``dense_params``,
+    ``dense_flops``, ``params_ratio``, ``flops_ratio`` (remaining fractions),
+    ``channel_pruned_ratio``, ``weight_pruned_ratio`` (fractions of the dense
+    metric removed by channels and by weights, in `metric`), per-metric splits
+    ``params_channel_pruned_ratio`` etc., ``metric``, ``widths``, ``steps`` (0)
+    and ``converged`` (None).
+  """
+  if metric not in ("flops", "params"):
+    raise BudgetError(f"metric={metric!r} is unknown; use 'flops' or 'params'.")
+  search.check_params(params, arch)
+  masks = dict(masks or {})
+  channel_masks = masks.pop("channels", None)
+  weight_masks = complexity.flatten_weight_masks(masks)
+  lr_hw = None if lr_hw is None else tuple(lr_hw)
+  dense = complexity.count(arch.dense(), lr_hw=lr_hw)
+  conly = complexity.count(arch, channel_masks=channel_masks, lr_hw=lr_hw)
+  both = complexity.count(arch, channel_masks=channel_masks, weight_masks=weight_masks,
+                          lr_hw=lr_hw)
+  report = {"params": both.params, "flops": both.flops,
+            "dense_params": dense.params, "dense_flops": dense.flops,
+            "params_ratio": both.params / dense.params, "flops_ratio": both.flops / dense.flops,
+            "metric": metric}
+  for name in ("params", "flops"):
+    q = quantities(getattr(dense, name), getattr(conly, name), getattr(both, name))
+    report[f"{name}_channel_pruned_ratio"] = 1.0 - q["channel"]
+    report[f"{name}_weight_pruned_ratio"] = 1.0 - q["weight"]
+  report["channel_pruned_ratio"] = report[f"{metric}_channel_pruned_ratio"]
+  report["weight_pruned_ratio"] = report[f"{metric}_weight_pruned_ratio"]
+  report["widths"] = _widths(arch, channel_masks)
+  report["steps"] = 0
+  report["converged"] = None
+  return report
+
+
+def _widths(arch: Arch, channel_masks) -> dict:
+  if channel_masks:
+    return {g: int(np.count_nonzero(np.asarray(m))) for g, m in channel_masks.items()}
+  return {g: arch.width(g) for g in arch.prunable_groups()}
+
+
+def prune(params: Mapping, budget: Union[Budget, float], *, arch: Arch,
+          data: Optional[Iterable] = None, steps: Optional[int] = None, seed: int = 0,
+          config: Optional[Any] = None,
+          on_step: Optional[Callable[[int, dict], None]] = None) -> PruneResult:
+  """Prunes `params` to `budget` with FMP's search, then slices the model.
+
+  Args:
+    params: dense backbone params for `arch`, fresh (`fmp_jax.init_params`) or
+      trained; the hypernetwork starts by reproducing their kernels. Not mutated.
+    budget: a `Budget`, or a float: the kept fraction of FLOPs, criterion Total.
+    arch: the dense architecture of `params`.
+    data: iterable of (lr, hr) batches, NHWC float32 in [0, arch.rgb_range]
+      (hr is `arch.scale` times larger). Default: random patches of the photos
+      bundled with scikit-image.
+    steps: the most search steps before `BudgetNotReachedError` (default:
+      config.max_steps).
+    seed: seeds the hypernetwork init and the default data.
+    config: search settings (dict or ConfigDict with `fmp_jax.config_base`'s
+      ``search`` fields); defaults to `search.SearchSettings()` with
+      batch 16 of 48x48 LR patches for the default data.
+    on_step: optional callback ``on_step(step, metrics)``.
+  Returns:
+    `PruneResult` with the compact params, its `Arch`, the weight masks and a
+    report (see `sparsity_report`, plus the search's ``steps``/``converged``).
+  """
+  budget = Budget.coerce(budget)
+  if not isinstance(arch, Arch):
+    raise TypeError(f"arch must be an fmp_jax.Arch, got {type(arch).__name__}.")
+  cfg = dict(config.to_dict() if hasattr(config, "to_dict") else (config or {}))
+  settings = search.SearchSettings.from_config(cfg)
+  max_steps = int(steps if steps is not None else cfg.get("max_steps", 2000))
+  if max_steps < 1:
+    raise ValueError(f"steps={max_steps} must be at least 1.")
+  search.check_params(params, arch)
+  dense_met = search.exact_quantities(
+      arch, {"channels": {g: np.ones(arch.width(g)) for g in arch.prunable_groups()},
+             "weights": _ones_like_indicators(arch, settings)}, budget, settings.indicator)
+  if budget.met(dense_met):
+    raise BudgetError(f"the budget ({budget.describe()}) is already met by the unpruned model; "
+                      f"nothing to prune. Use a keep below 1.")
+
+  if data is None:
+    from fmp_jax.data import bundled_patches
+    data = bundled_patches(arch.scale, int(cfg.get("patch_size", 48)),
+                           int(cfg.get("batch_size", 16)), seed=seed, rgb_range=arch.rgb_range)
+  batches = iter(data)
+
+  state = search.init_state(arch, params, settings, seed=seed)
+  callback = None if on_step is None else (lambda step, metrics, _: on_step(step, metrics))
+  outcome = search.run_search(arch, state, budget, settings, batches, max_steps,
+                              on_step=callback)
+  return finalize(arch, outcome, budget, settings)
+
+
+def _ones_like_indicators(arch, settings):
+  from fmp_jax.pruning import hyper
+  from fmp_jax.tree_paths import set_at
+  tree: dict = {}
+  for layer in complexity.layer_table(arch):
+    set_at(tree, layer.path, np.ones(hyper.indicator_shape(layer, settings.indicator)))
+  return tree
+
+
+def finalize(arch: Arch, outcome: "search.SearchOutcome", budget: Budget,
+             settings: "search.SearchSettings") -> PruneResult:
+  """Generates the kernels once and slices away pruned channels."""
+  full_params, _ = search.masked_model(arch, outcome.state)
+  full_params = jax.device_get(full_params)
+  channel_masks, weight_masks = search.exact_masks(arch, jax.device_get(outcome.state.latents),
+                                                   settings.indicator)
+  params, small_arch, masks = surgery.slice_model(arch, full_params, channel_masks, weight_masks)
+  report = sparsity_report(params, small_arch, masks, metric=budget.metric)
+  report.update(steps=outcome.steps, converged=outcome.converged, budget=dataclasses.asdict(budget))
+  return PruneResult(params=params, arch=small_arch, masks=masks, report=report,
+                     history=outcome.history)

@@ -1,0 +1,123 @@
+"""Budgets and FMP's four convergence criteria.
+
+A `Budget` says what must REMAIN, as a fraction of the dense model's params or
+FLOPs (unlike jaxpruner's "sparsity", which is the fraction removed).
+
+With M the counted metric (params or FLOPs) and M_dense the dense model's:
+
+* remaining ``R   = M(channels and weights) / M_dense``
+* channel part ``R_C = M(channels only) / M_dense`` (weight masks ignored)
+* weight part  ``R_W = 1 - (M(channels only) - M(channels and weights)) / M_dense``
+
+so ``1 - R = (1 - R_C) + (1 - R_W)``: the removed fraction splits exactly into
+what channel pruning and what weight pruning removed (FMP's Table 3 split).
+
+Criteria (FMP.md section 4):
+
+* ``total`` (paper default): R <= keep; the split is left to the optimisation.
+* ``channel``: R_C <= channel_keep (default: keep).
+* ``weight``: R_W <= weight_keep (default: keep).
+* ``total_fixed``: R_C <= channel_keep and R_W <= weight_keep, where
+  weight_keep defaults to 1 + keep - channel_keep (so that R = keep).
+
+Both kinds of pruning run under every criterion; only the convergence test
+(and which quantity the budget regulariser pushes) differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional, Union
+
+METRICS = ("params", "flops")
+CRITERIA = ("total", "total_fixed", "channel", "weight")
+
+
+class BudgetError(ValueError):
+  """A budget that cannot be used."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+  """Target fraction that REMAINS after pruning, of FLOPs or params.
+
+  Example: ``Budget(0.085, metric="params")`` keeps 8.5 % of the params (the
+  paper's setting); ``Budget(0.5, criterion="total_fixed", channel_keep=0.6)``
+  removes 40 % by channels and 10 % more by weights.
+  """
+  keep: float
+  metric: str = "flops"
+  criterion: str = "total"
+  channel_keep: Optional[float] = None
+  weight_keep: Optional[float] = None
+
+  def __post_init__(self):
+    if self.metric not in METRICS:
+      raise BudgetError(f"Budget.metric={self.metric!r} is unknown; use one of {METRICS}.")
+    if self.criterion not in CRITERIA:
+      raise BudgetError(f"Budget.criterion={self.criterion!r} is unknown; use one of {CRITERIA}.")
+    for name in ("keep", "channel_keep", "weight_keep"):
+      value = getattr(self, name)
+      if value is None and name != "keep":
+        continue
+      if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+        raise BudgetError(f"Budget.{name}={value!r} must be a number in (0, 1].")
+      if not 0.0 < value <= 1.0:
+        raise BudgetError(f"Budget.{name}={value!r} must be in (0, 1]: it is the fraction of "
+                          f"{self.metric} that REMAINS (0.085 keeps 8.5 %).")
+    if self.criterion == "total_fixed":
+      if self.channel_keep is None:
+        raise BudgetError("Budget(criterion='total_fixed') needs channel_keep (the fraction left "
+                          "after channel pruning); weight_keep defaults to 1 + keep - channel_keep.")
+      implied = 1.0 + self.keep - self.channel_keep
+      if self.weight_keep is None:
+        if not 0.0 < implied <= 1.0:
+          raise BudgetError(f"Budget: keep={self.keep} with channel_keep={self.channel_keep} "
+                            f"implies weight_keep={implied:.4f}, outside (0, 1]; channel_keep must "
+                            f"be >= keep.")
+        object.__setattr__(self, "weight_keep", implied)
+      elif abs(self.channel_keep + self.weight_keep - 1.0 - self.keep) > 1e-6:
+        raise BudgetError(f"Budget: channel_keep + weight_keep - 1 = "
+                          f"{self.channel_keep + self.weight_keep - 1:.4f} must equal keep="
+                          f"{self.keep} under total_fixed.")
+
+  @classmethod
+  def coerce(cls, budget: Union["Budget", float, int, dict]) -> "Budget":
+    """A float is the kept fraction of FLOPs under criterion Total."""
+    if isinstance(budget, Budget):
+      return budget
+    if isinstance(budget, dict):
+      return cls(**budget)
+    if isinstance(budget, (int, float)) and not isinstance(budget, bool):
+      return cls(float(budget))
+    raise BudgetError(f"budget={budget!r}: pass a Budget or a float (kept fraction of FLOPs).")
+
+  @classmethod
+  def from_config(cls, cfg) -> "Budget":
+    d = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+    return cls(**d)
+
+  def targets(self) -> dict[str, float]:
+    """Quantity name ("total", "channel", "weight") -> value it must reach (<=)."""
+    if self.criterion == "total":
+      return {"total": self.keep}
+    if self.criterion == "channel":
+      return {"channel": self.channel_keep if self.channel_keep is not None else self.keep}
+    if self.criterion == "weight":
+      return {"weight": self.weight_keep if self.weight_keep is not None else self.keep}
+    return {"channel": self.channel_keep, "weight": self.weight_keep}
+
+  def met(self, quantities: dict[str, float]) -> bool:
+    """Whether the criterion holds for {"total": R, "channel": R_C, "weight": R_W}."""
+    return all(quantities[name] <= target for name, target in self.targets().items())
+
+  def describe(self) -> str:
+    parts = ", ".join(f"{name} <= {100 * t:.2f} %" for name, t in self.targets().items())
+    return f"keep {100 * self.keep:.2f} % of {self.metric} (criterion {self.criterion}: {parts})"
+
+
+def quantities(dense: float, channels_only: float, both: float) -> dict[str, float]:
+  """R, R_C, R_W (see module docstring) from three counts of one metric."""
+  return {"total": both / dense, "channel": channels_only / dense,
+          "weight": 1.0 - (channels_only - both) / dense}

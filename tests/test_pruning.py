@@ -1,0 +1,214 @@
+"""FMP search, budgets, criteria, surgery and the prune() API on a small ESRB."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fmp_jax
+from fmp_jax import Arch, Budget, BudgetError
+from fmp_jax.pruning import api, complexity, hyper, search
+from fmp_jax.pruning.budget import quantities
+from conftest import photo_batches
+
+ARCH = Arch(blocks=2, channels=32, esa_channels=8, scale=2)
+SETTINGS = dict(lr=1e-3, hyper_embed=4)
+
+
+@pytest.fixture(scope="module")
+def params():
+  return fmp_jax.init_params(ARCH, seed=0)
+
+
+# --- the hypernetwork and the proximal step -----------------------------------------
+
+def test_hypernetwork_reproduces_kernel_and_gives_exact_zeros():
+  rng = np.random.default_rng(0)
+  kernel = rng.normal(size=(3, 3, 4, 5)).astype(np.float32)
+  h = hyper.init_layer(kernel, embed=6, rng=rng)
+  ones_in, ones_out, u = jnp.ones(4), jnp.ones(5), jnp.ones((3, 3, 4, 5))
+  np.testing.assert_allclose(hyper.generate_kernel(h, ones_in, ones_out, u), kernel,
+                             rtol=1e-5, atol=1e-6)
+  k = hyper.generate_kernel(h, ones_in.at[1].set(0.0), ones_out.at[3].set(0.0),
+                            u.at[0, 2, 2, 1].set(0.0))
+  assert np.all(np.asarray(k[:, :, 1, :]) == 0.0)      # zero input channel entry
+  assert np.all(np.asarray(k[:, :, :, 3]) == 0.0)      # zero output channel entry
+  assert np.asarray(k[0, 2, 2, 1]) == 0.0              # zero indicator
+  assert np.count_nonzero(np.asarray(k)) == 3 * 3 * 4 * 5 - 9 * 5 - 9 * 4 + 9 - 1
+  # "pair" indicators gate a whole k x k slice.
+  kp = hyper.generate_kernel(h, ones_in, ones_out, jnp.ones((4, 5)).at[2, 0].set(0.0))
+  assert np.all(np.asarray(kp[:, :, 2, 0]) == 0.0) and np.count_nonzero(np.asarray(kp)) == 171
+
+
+def test_soft_threshold_by_hand():
+  x = jnp.asarray([0.3, -0.3, 0.05, -0.05, 0.1, 0.0])
+  np.testing.assert_allclose(search.soft_threshold(x, 0.1), [0.2, -0.2, 0.0, 0.0, 0.0, 0.0],
+                             atol=1e-7)
+  assert np.count_nonzero(np.asarray(search.soft_threshold(x, 0.1))) == 2
+
+
+def test_step_zero_kernels_equal_given_params(params):
+  state = search.init_state(ARCH, params, search.SearchSettings(**SETTINGS))
+  full, masks = search.masked_model(ARCH, state)
+  for layer in complexity.layer_table(ARCH):
+    a, b = full, params
+    for part in layer.path:
+      a, b = a[part], b[part]
+    np.testing.assert_allclose(a["kernel"], b["kernel"], rtol=1e-4, atol=1e-6)
+  x = next(photo_batches())[0]
+  np.testing.assert_allclose(fmp_jax.apply(full, ARCH, x, masks), fmp_jax.apply(params, ARCH, x),
+                             atol=1e-4)
+
+
+# --- budgets ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, needle", [
+    (dict(keep=0.0), "keep=0.0"), (dict(keep=-0.1), "keep=-0.1"), (dict(keep=1.5), "keep=1.5"),
+    (dict(keep=0.5, criterion="totl"), "totl"), (dict(keep=0.5, metric="macs"), "macs"),
+    (dict(keep=0.5, criterion="total_fixed"), "channel_keep"),
+    (dict(keep=0.5, criterion="total_fixed", channel_keep=0.3), "channel_keep"),
+    (dict(keep=0.5, criterion="total_fixed", channel_keep=0.7, weight_keep=0.9), "equal keep"),
+])
+def test_bad_budgets(kwargs, needle):
+  with pytest.raises(BudgetError, match=needle):
+    Budget(**kwargs)
+
+
+def test_quantities_split_adds_up():
+  q = quantities(dense=100.0, channels_only=70.0, both=62.0)
+  assert q == pytest.approx({"total": 0.62, "channel": 0.70, "weight": 0.92})
+  assert (1 - q["total"]) == pytest.approx((1 - q["channel"]) + (1 - q["weight"]))
+  assert Budget(0.5, criterion="total_fixed", channel_keep=0.7).weight_keep == pytest.approx(0.8)
+
+
+# --- the search under every criterion and metric ------------------------------------------
+
+def criterion_value(report, budget):
+  m = budget.metric
+  return {"total": report[f"{m}_ratio"], "channel": 1 - report[f"{m}_channel_pruned_ratio"],
+          "weight": 1 - report[f"{m}_weight_pruned_ratio"]}
+
+
+COMBOS = [(c, m) for c in ("total", "channel", "weight", "total_fixed") for m in ("flops", "params")]
+
+
+@pytest.mark.parametrize("criterion, metric", COMBOS)
+def test_prune_lands_on_budget(params, criterion, metric):
+  extra = dict(channel_keep=0.7) if criterion == "total_fixed" else {}
+  budget = Budget(0.5, metric=metric, criterion=criterion, **extra)
+  result = fmp_jax.prune(params, budget, arch=ARCH, data=photo_batches(seed=1), steps=1500,
+                         config=SETTINGS)
+  report = result.report
+  assert report["converged"] and report["steps"] < 1500
+  values = criterion_value(report, budget)
+  for name, target in budget.targets().items():
+    assert target - 0.03 <= values[name] <= target + 1e-9, (name, values, target)
+  # The report is the counter's view of the sliced model, at the exported widths.
+  assert complexity.count(result.arch, weight_masks=result.masks).flops == report["flops"]
+  # Both kinds of latents were under proximal pressure whatever the criterion.
+  assert report[f"{metric}_channel_pruned_ratio"] > 0 or min(result.arch.widths.values()) == 32
+  if criterion == "total":  # the optimisation chose a split that uses both kinds
+    assert report["channel_pruned_ratio"] > 0 and report["weight_pruned_ratio"] > 0
+
+
+def test_free_kind_still_prunes_under_channel_criterion(params):
+  result = fmp_jax.prune(params, Budget(0.6, criterion="channel"), arch=ARCH,
+                         data=photo_batches(seed=2), steps=1500, config=SETTINGS)
+  assert result.report["weight_pruned_ratio"] > 0.0
+
+
+# --- surgery and the API contract ---------------------------------------------------------
+
+def test_compact_model_equals_masked_model_and_coupling(params):
+  settings = search.SearchSettings(**SETTINGS)
+  budget = Budget(0.45)
+  state = search.init_state(ARCH, params, settings)
+  outcome = search.run_search(ARCH, state, budget, settings, photo_batches(seed=3), 1500)
+  full, masks = search.masked_model(ARCH, outcome.state)
+  result = api.finalize(ARCH, outcome, budget, settings)
+  x = next(photo_batches(seed=9, patch=20, batch=2))[0]
+  np.testing.assert_allclose(fmp_jax.apply(result.params, result.arch, x),
+                             fmp_jax.apply(full, ARCH, x, masks), atol=1e-5)
+  # Coupled stream layers were sliced together.
+  s = result.arch.width("stream")
+  p = result.params
+  assert p["head"]["kernel"].shape[-1] == s and p["body_end"]["kernel"].shape[2:] == (s, s)
+  for i in range(ARCH.blocks):
+    assert p[f"block_{i}"]["conv_b"]["kernel"].shape[-1] == s
+    assert p[f"block_{i}"]["conv_1x1"]["kernel"].shape[2:] == (s, s)
+    assert p[f"block_{i}"]["esa"]["expand"]["kernel"].shape[-1] == s
+  # Masked weights are zero in the kernels and recorded in the masks.
+  for name, w in complexity.flatten_weight_masks(result.masks).items():
+    node = p
+    for part in name.split("/"):
+      node = node[part]
+    assert np.all(np.asarray(node["kernel"])[np.asarray(w) == 0] == 0)
+
+
+def test_same_seed_same_result_and_float_budget(params):
+  a = fmp_jax.prune(params, 0.5, arch=ARCH, data=photo_batches(seed=4), steps=1500, seed=3,
+                    config=SETTINGS)
+  b = fmp_jax.prune(params, Budget(0.5, metric="flops", criterion="total"), arch=ARCH,
+                    data=photo_batches(seed=4), steps=1500, seed=3, config=SETTINGS)
+  assert a.arch == b.arch and a.report == b.report
+  jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
+
+
+def test_inputs_are_not_mutated(params):
+  before = jax.tree.map(np.array, params)
+  fmp_jax.prune(params, 0.8, arch=ARCH, data=photo_batches(seed=5), steps=1500, config=SETTINGS)
+  jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.asarray, params))
+
+
+def test_params_that_do_not_match_arch(params):
+  with pytest.raises(fmp_jax.ParamsMismatchError, match=r"do not match ESRB-2-8.*needs"):
+    fmp_jax.prune(params, 0.5, arch=dataclasses.replace(ARCH, channels=8), steps=5)
+  broken = jax.tree.map(lambda x: x, params)
+  del broken["block_1"]
+  with pytest.raises(fmp_jax.ParamsMismatchError, match="block_1"):
+    fmp_jax.prune(broken, 0.5, arch=ARCH, steps=5)
+
+
+def test_budget_met_by_dense_model(params):
+  with pytest.raises(BudgetError, match="already met"):
+    fmp_jax.prune(params, 1.0, arch=ARCH, data=photo_batches(), steps=5)
+
+
+def test_step_limit_names_budget_and_best(params):
+  with pytest.raises(fmp_jax.BudgetNotReachedError, match=r"keep 10.00 % of flops.*closest"):
+    fmp_jax.prune(params, 0.1, arch=ARCH, data=photo_batches(), steps=3, config=SETTINGS)
+
+
+def test_sparsity_report_of_dense_model(params):
+  report = fmp_jax.sparsity_report(params, ARCH)
+  dense = complexity.count(ARCH)
+  assert report["params"] == dense.params and report["flops_ratio"] == 1.0
+  assert report["channel_pruned_ratio"] == 0.0 and report["weight_pruned_ratio"] == 0.0
+
+
+def test_sharded_step_matches_single_device(params):
+  """The same step, batch sharded over 8 devices, gives the single-device result."""
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  devices = jax.devices()
+  assert len(devices) == 8
+  mesh = jax.make_mesh((8,), ("data",), devices=devices,
+                       axis_types=(jax.sharding.AxisType.Auto,))
+  settings = search.SearchSettings(**SETTINGS)
+  step = search.make_step(ARCH, "total", settings)
+  b = search.budget_arrays(Budget(0.5))
+  lr, hr = next(photo_batches(batch=8, seed=6))
+  state = search.init_state(ARCH, params, settings)
+  single_state, single = jax.jit(step)(state, b, lr, hr)
+  replicated = NamedSharding(mesh, P())
+  batch = NamedSharding(mesh, P("data"))
+  sharded_step = jax.jit(step, in_shardings=(replicated, replicated, batch, batch),
+                         out_shardings=(replicated, replicated))
+  state2 = search.init_state(ARCH, params, settings)
+  multi_state, multi = sharded_step(state2, b, jax.device_put(lr, batch), jax.device_put(hr, batch))
+  np.testing.assert_allclose(multi["loss"], single["loss"], rtol=1e-5)
+  jax.tree.map(lambda a, c: np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-6),
+               single_state.latents, multi_state.latents)
+  jax.tree.map(lambda a, c: np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-6),
+               single_state.biases, multi_state.biases)
