@@ -9,7 +9,7 @@
 
 from fmp_jax.arch import Arch, ArchError
 from fmp_jax.export import load, save as save_export
-from fmp_jax.finetune import finetune
+from fmp_jax.finetuning import finetune
 from fmp_jax.models import apply, build_model, init_params
 from fmp_jax.pruning.api import PruneResult, prune, sparsity_report
 from fmp_jax.pruning.budget import Budget, BudgetError

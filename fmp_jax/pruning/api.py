@@ -118,12 +118,7 @@ def prune(params: Mapping, budget: Union[Budget, float], *, arch: Arch,
   if max_steps < 1:
     raise ValueError(f"steps={max_steps} must be at least 1.")
   search.check_params(params, arch)
-  dense_met = search.exact_quantities(
-      arch, {"channels": {g: np.ones(arch.width(g)) for g in arch.prunable_groups()},
-             "weights": _ones_like_indicators(arch, settings)}, budget, settings.indicator)
-  if budget.met(dense_met):
-    raise BudgetError(f"the budget ({budget.describe()}) is already met by the unpruned model; "
-                      f"nothing to prune. Use a keep below 1.")
+  search.check_budget_needs_pruning(arch, budget)
 
   if data is None:
     from fmp_jax.data import bundled_patches
@@ -136,15 +131,6 @@ def prune(params: Mapping, budget: Union[Budget, float], *, arch: Arch,
   outcome = search.run_search(arch, state, budget, settings, batches, max_steps,
                               on_step=callback)
   return finalize(arch, outcome, budget, settings)
-
-
-def _ones_like_indicators(arch, settings):
-  from fmp_jax.pruning import hyper
-  from fmp_jax.tree_paths import set_at
-  tree: dict = {}
-  for layer in complexity.layer_table(arch):
-    set_at(tree, layer.path, np.ones(hyper.indicator_shape(layer, settings.indicator)))
-  return tree
 
 
 def finalize(arch: Arch, outcome: "search.SearchOutcome", budget: Budget,

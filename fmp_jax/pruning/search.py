@@ -39,7 +39,7 @@ import optax
 from fmp_jax.arch import Arch
 from fmp_jax.models import MASKS, build_model
 from fmp_jax.pruning import complexity, hyper
-from fmp_jax.pruning.budget import Budget, quantities
+from fmp_jax.pruning.budget import Budget, BudgetError, quantities
 from fmp_jax.tree_paths import get_at, set_at
 
 QUANTITIES = ("total", "channel", "weight")
@@ -110,6 +110,15 @@ def check_params(params: Mapping, arch: Arch) -> None:
       raise ParamsMismatchError(
           f"params do not match {_arch_name(arch)}: {'/'.join(path)} has shape "
           f"{tuple(np.shape(got[path]))}, the arch needs {tuple(shape)}.")
+
+
+def check_budget_needs_pruning(arch: Arch, budget: Budget) -> None:
+  """Raises BudgetError when the dense model already satisfies `budget`."""
+  dense = complexity.count(arch)
+  value = dense.params if budget.metric == "params" else dense.flops
+  if budget.met(quantities(value, value, value)):
+    raise BudgetError(f"the budget ({budget.describe()}) is already met by the unpruned "
+                      f"{_arch_name(arch)}; nothing to prune. Use a keep below 1.")
 
 
 def complexity_abstract(arch: Arch):
