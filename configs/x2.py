@@ -18,4 +18,6 @@ def get_config(arg=None):
   c.model.scale = 2
   c.search.patch_size = 48
   c.finetune.patch_size = 48
+  # A long search: unsupported latents reach zero after ~1/(latent_lr*l1) = 20k steps.
+  c.search.latent_lr = 1e-4
   return c

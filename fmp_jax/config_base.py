@@ -7,7 +7,11 @@ locked by the driver) and a notebook user can see every knob in one place.
 
 from __future__ import annotations
 
+import dataclasses
+
 import ml_collections
+
+from fmp_jax.pruning.search import SearchSettings
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -26,18 +30,12 @@ def base_config() -> ml_collections.ConfigDict:
       weight_keep=ml_collections.FieldReference(None, field_type=float)))
 
   # FMP search: hypernetwork + latents, proximal steps until the budget holds.
-  c.search = ml_collections.ConfigDict(dict(
+  # The step's knobs and their defaults are SearchSettings' (documented there).
+  c.search = ml_collections.ConfigDict(dataclasses.asdict(SearchSettings()))
+  c.search.update(dict(
       max_steps=100_000,        # error if the budget is not reached by then
       batch_size=16,
       patch_size=48,            # LR patch side
-      lr=2e-4,                  # Adam on hypernetwork params and biases
-      latent_lr=0.05,           # SGD step on channel vectors / weight indicators
-      channel_l1=1e-3,          # lambda_C of the proximal step on channel vectors
-      weight_l1=1e-3,           # lambda_W of the proximal step on weight indicators
-      budget_weight=1.0,        # strength of the differentiable budget regulariser
-      hyper_embed=8,            # m: per-element embedding size of the hypernetwork
-      indicator="weight",       # "weight" (one per kernel weight) or "pair" (per in/out pair)
-      landing_tol=0.0,          # allowed undershoot of the budget before the prox step is shortened
       log_every=50,
       checkpoint_every=1000,
   ))

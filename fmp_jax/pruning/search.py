@@ -70,15 +70,34 @@ class SearchState:
 
 @dataclasses.dataclass(frozen=True)
 class SearchSettings:
-  """The static knobs of the step (from config.search)."""
+  """The static knobs of the step (config.search holds these plus loop settings).
+
+  Attributes:
+    lr: Adam learning rate of the hypernetwork params and the biases.
+    latent_lr: step size eta of the latents' (RMS-normalised) gradient step.
+    channel_l1, weight_l1: l1 strengths lambda_C, lambda_W, relative to the
+      normalised gradient; an unsupported entry reaches zero after about
+      1 / (latent_lr * l1) steps.
+    grad_rms_decay: decay of the running gradient RMS per latent kind.
+    free_l1_scale: l1 scale of the kind the criterion does not test
+      (weights under Channel, channels under Weight).
+    budget_weight: initial strength of the relaxed budget regulariser.
+    budget_ascent: dual-ascent rate: the strength grows by this times the
+      hard excess over the budget each step (0 keeps it fixed).
+    hyper_embed: m, the hypernetwork's per-element embedding size.
+    indicator: "weight" (one indicator per kernel weight) or "pair" (one per
+      input/output channel pair, a coarser option).
+    landing_tol: how far below the target one proximal step may land.
+    landing_iters: bisection steps of the landing search.
+  """
   lr: float = 2e-4
   latent_lr: float = 0.01
   channel_l1: float = 0.5
   weight_l1: float = 0.5
   grad_rms_decay: float = 0.99
   free_l1_scale: float = 0.5
-  budget_weight: float = 1.0
-  budget_ascent: float = 1.0
+  budget_weight: float = 0.1
+  budget_ascent: float = 0.0
   hyper_embed: int = 8
   indicator: str = "weight"
   landing_tol: float = 0.0

@@ -1,0 +1,40 @@
+"""Command-line entry: `python -m fmp_jax.main --config=configs/x2.py --workdir=DIR`.
+
+Runs (or resumes) search -> finalise -> finetune -> evaluate -> export in DIR.
+Any config field can be overridden, e.g. `--config.search.max_steps=5000`;
+unknown fields are refused.
+"""
+
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from fmp_jax.cli import config_or_exit, flags_parser, quiet_logs
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file, e.g. configs/x2.py (see configs/).", lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Directory for checkpoints, logs, plots, the report and the export; "
+    "rerun with the same directory to resume.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+PROG = "fmp_jax.main"
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  quiet_logs()
+  config = config_or_exit(_CONFIG, PROG)
+  from fmp_jax import train  # imported late so flag errors come fast
+  try:
+    train.train_and_evaluate(config, _WORKDIR.value)
+  except KeyboardInterrupt:
+    sys.exit(f"{PROG}: interrupted; rerun the same command to resume from the last checkpoint.")
+  except (ValueError, RuntimeError, FloatingPointError, OSError) as e:
+    sys.exit(f"{PROG}: error: {e}")
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=flags_parser)

@@ -1,0 +1,87 @@
+"""Scalars to a JSONL file always, to TensorBoard through clu when TensorFlow is installed,
+and a human progress line on stdout.
+
+clu's metric writers import TensorFlow; the core install has none, so the
+JSONL writer is the one that always works and the one the plots read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Mapping, Optional
+
+import jax
+
+
+def _tensorboard_writer(logdir: str):
+  try:
+    import tensorflow  # noqa: F401  (clu.metric_writers needs it)
+    from clu import metric_writers
+  except Exception:  # ImportError, or a broken TF install
+    return None
+  return metric_writers.create_default_writer(logdir, just_logging=jax.process_index() > 0)
+
+
+class MetricWriter:
+  """Writes {name: float} per (stage, step); only process 0 writes files."""
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.is_main = jax.process_index() == 0
+    self.tensorboard = _tensorboard_writer(os.path.join(workdir, "tensorboard")) if self.is_main else None
+
+  def write(self, stage: str, step: int, scalars: Mapping[str, float]) -> None:
+    if not self.is_main:
+      return
+    row = {"stage": stage, "step": int(step), "time": time.time()}
+    row.update({k: float(v) for k, v in scalars.items()})
+    with open(self.path, "a") as f:
+      f.write(json.dumps(row) + "\n")
+    if self.tensorboard is not None:
+      self.tensorboard.write_scalars(int(step), {f"{stage}/{k}": float(v)
+                                                 for k, v in scalars.items()})
+
+  def flush(self) -> None:
+    if self.tensorboard is not None:
+      self.tensorboard.flush()
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """Rows of metrics.jsonl; when a stage was resumed, later rows win for a repeated step."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  rows: dict = {}
+  with open(path) as f:
+    for line in f:
+      line = line.strip()
+      if not line:
+        continue
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError:  # a line cut short by a kill
+        continue
+      rows[(row["stage"], row["step"])] = row
+  return [rows[k] for k in sorted(rows, key=lambda k: (k[0] != "search", k[1]))]
+
+
+class Progress:
+  """`[search] step 120/400 (30%) 12.3 steps/s ETA 0:00:23 loss 0.0712 flops 61.2% (budget 50.0%)`."""
+
+  def __init__(self, stage: str, total: int, start: int = 0):
+    self.stage, self.total = stage, total
+    self.t0, self.s0 = None, start
+
+  def line(self, step: int, scalars: Mapping[str, float], extra: str = "") -> str:
+    if self.t0 is None:  # rates count from the first report, after compilation
+      self.t0, self.s0 = time.time(), step
+    elapsed = max(time.time() - self.t0, 1e-9)
+    rate = (step - self.s0) / elapsed
+    eta = (self.total - step) / rate if rate > 0 else math.inf
+    eta_s = "?" if not math.isfinite(eta) else time.strftime("%H:%M:%S", time.gmtime(eta))
+    pct = 100.0 * step / max(self.total, 1)
+    return (f"[{self.stage}] step {step}/{self.total} ({pct:.0f}%) {rate:.2f} steps/s "
+            f"ETA {eta_s} loss {scalars.get('loss', float('nan')):.4f}{extra}")

@@ -1,0 +1,353 @@
+"""The training driver: search -> finalise -> finetune -> evaluate -> export.
+
+`train_and_evaluate(config, workdir)` runs every stage that is not yet done in
+`workdir` and can be called from a notebook as well as from `fmp_jax.main`.
+Restarting with the same workdir resumes: the search and the fine-tuning
+continue from their latest Orbax checkpoint (batches are a pure function of
+(seed, step), so the data position is the step), finished stages are skipped.
+
+Workdir layout::
+
+    config.json             the config of the first run (a changed config is reported)
+    stages.json             stages completed so far
+    checkpoints/{search,finetune}/<step>/   Orbax checkpoints
+    pruned/model.msgpack    the sliced model right after the search
+    finetuned/model.msgpack the fine-tuned model
+    metrics.jsonl           scalars of every logged step (tensorboard/ too with TensorFlow)
+    plots/{loss,remaining}.png
+    report.json, report.txt the final report
+    export/model.msgpack    the deliverable: fmp_jax.load() + fmp_jax.apply()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import time
+from typing import Any, Optional
+
+import jax
+import numpy as np
+from absl import logging
+
+from fmp_jax import export, finetuning, sharding
+from fmp_jax.arch import Arch
+from fmp_jax.checkpoint import StageCheckpoints, abstract_like
+from fmp_jax.metric_logging import MetricWriter, Progress
+from fmp_jax.models import init_params
+from fmp_jax.plots import plot_run
+from fmp_jax.pruning import api, search
+from fmp_jax.pruning.budget import Budget
+
+STAGES = ("search", "finetune", "evaluate", "export")
+
+
+# --- small helpers -------------------------------------------------------------------
+
+def _is_main() -> bool:
+  return jax.process_index() == 0
+
+
+def _say(msg: str) -> None:
+  if _is_main():
+    print(msg, flush=True)
+  logging.info(msg)
+
+
+class _StageBook:
+  """stages.json: which stages are done (written atomically by process 0)."""
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, "stages.json")
+    self.done: dict = {}
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        self.done = json.load(f)
+
+  def mark(self, stage: str, **info) -> None:
+    self.done[stage] = dict(info, finished=time.time())
+    if _is_main():
+      tmp = self.path + ".tmp"
+      with open(tmp, "w") as f:
+        json.dump(self.done, f, indent=1)
+      os.replace(tmp, self.path)
+
+
+def _record_config(config, workdir: str) -> None:
+  path = os.path.join(workdir, "config.json")
+  text = config.to_json_best_effort(indent=1, sort_keys=True)
+  if os.path.exists(path):
+    with open(path) as f:
+      if f.read() != text:
+        _say(f"note: the config differs from the one this workdir was started with ({path}); "
+             "finished stages are kept, the rest runs with the new config.")
+    return
+  if _is_main():
+    with open(path, "w") as f:
+      f.write(text)
+
+
+# --- input ---------------------------------------------------------------------------
+
+def make_sampler(config, arch: Arch, batch_size: int, patch_size: int, seed: int):
+  """Training patches for this host: a PatchSampler over the configured images."""
+  from fmp_jax import data as data_lib
+  hr, lr, names = data_lib.training_images(config.data, arch.scale)
+  return data_lib.PatchSampler(
+      hr, arch.scale, patch_size, batch_size, seed=seed, lr_images=lr,
+      rgb_range=arch.rgb_range, process_index=jax.process_index(), names=names,
+      process_count=jax.process_count())
+
+
+def _batches(sampler, mesh, start_step: int):
+  """Global batches for steps start_step+1, start_step+2, ... (batch k feeds step k+1)."""
+  for k in itertools.count(start_step):
+    yield sharding.global_batch(mesh, *sampler.batch(k))
+
+
+# --- stage: search -----------------------------------------------------------------
+
+def run_search_stage(config, workdir: str, arch: Arch, budget: Budget, mesh, writer) -> dict:
+  settings = search.SearchSettings.from_config(config.search)
+  rep = sharding.replicated(mesh)
+  sharding.check_batch_size(config.search.batch_size, mesh, "search.batch_size")
+  sampler = make_sampler(config, arch, config.search.batch_size, config.search.patch_size,
+                         seed=config.seed)
+
+  # Host-side init (numpy RNG: identical on every host), then placed replicated.
+  params = init_params(arch, seed=config.seed)
+  state = sharding.put_replicated(search.init_state(arch, params, settings, seed=config.seed),
+                                  mesh)
+  ckpts = StageCheckpoints(os.path.join(workdir, "checkpoints", "search"))
+  restored = ckpts.restore_latest(abstract_like(state, rep))
+  converged = False
+  if restored is not None:
+    step, state, record = restored
+    converged = bool(record.get("converged"))
+    _say(f"[search] resuming from checkpoint at step {step}" + (" (converged)" if converged else ""))
+
+  step_fn = jax.jit(search.make_step(arch, budget.criterion, settings),
+                    in_shardings=(rep, rep, sharding.batch_sharded(mesh),
+                                  sharding.batch_sharded(mesh)),
+                    out_shardings=(rep, rep), donate_argnums=0)
+  max_steps = int(config.search.max_steps)
+  start = int(jax.device_get(state.step))
+  progress = Progress("search", max_steps, start)
+  target = budget.targets()
+
+  def on_step(step, metrics, new_state):
+    if step % config.search.log_every == 0 or step == start + 1:
+      writer.write("search", step, metrics)
+      now = {"total": metrics["remaining"], "channel": metrics["channel_remaining"],
+             "weight": metrics["weight_remaining"]}
+      detail = " ".join(f"{n} {100 * now[n]:.1f}% (budget {100 * t:.1f}%)" for n, t in target.items())
+      _say(progress.line(step, {"loss": metrics["l1"]},
+                         f" | params {100 * metrics['params_ratio']:.1f}% flops "
+                         f"{100 * metrics['flops_ratio']:.1f}% | {budget.metric} {detail}"))
+    if step % config.search.checkpoint_every == 0:
+      ckpts.save(step, new_state, {"converged": False})
+
+  if not converged:
+    try:
+      outcome = search.run_search(arch, state, budget, settings, _batches(sampler, mesh, start),
+                                  max_steps, step_fn=step_fn, on_step=on_step)
+    except FloatingPointError as e:
+      last = ckpts.steps()
+      kept = f"the last good checkpoint (step {last[-1]})" if last else "no checkpoint yet"
+      raise FloatingPointError(f"{e} Stopped; {kept} is kept in {ckpts.directory}.") from e
+    writer.write("search", outcome.steps, outcome.history[-1] if outcome.history else {})
+    ckpts.save(outcome.steps, outcome.state, {"converged": True})
+    state = outcome.state
+  ckpts.close()
+  steps = int(jax.device_get(state.step))
+  outcome = search.SearchOutcome(state=jax.device_get(state), steps=steps, converged=True,
+                                 history=[])
+  result = api.finalize(arch, outcome, budget, settings)
+  _say(f"[search] converged at step {steps}: {100 * result.report['params_ratio']:.2f} % params, "
+       f"{100 * result.report['flops_ratio']:.2f} % FLOPs remain; widths {dict(result.arch.widths)}")
+  if _is_main():
+    export.save(os.path.join(workdir, "pruned", "model.msgpack"), result.params, result.arch,
+                result.masks, meta={"stage": "search", "search_steps": steps,
+                                    "report": result.report})
+  return {"steps": steps, "report": result.report}
+
+
+# --- stage: finetune ----------------------------------------------------------------
+
+def run_finetune_stage(config, workdir: str, mesh, writer) -> dict:
+  pruned = export.load(os.path.join(workdir, "pruned", "model.msgpack"))
+  arch = pruned.arch
+  cfg = config.finetune
+  rep = sharding.replicated(mesh)
+  sharding.check_batch_size(cfg.batch_size, mesh, "finetune.batch_size")
+  sampler = make_sampler(config, arch, cfg.batch_size, cfg.patch_size, seed=config.seed + 1)
+  tx = finetuning.make_optimizer(cfg.lr, cfg.lr_halve_every)
+  params = sharding.put_replicated(pruned.params, mesh)
+  masks = sharding.put_replicated(pruned.masks, mesh)
+  # Optimiser state created directly replicated, from the abstract shapes.
+  init = jax.jit(lambda p: finetuning.init_state(p, tx), out_shardings=rep)
+  state = init(params)
+  ckpts = StageCheckpoints(os.path.join(workdir, "checkpoints", "finetune"))
+  restored = ckpts.restore_latest(abstract_like(state, rep))
+  if restored is not None:
+    step, state, _ = restored
+    _say(f"[finetune] resuming from checkpoint at step {step}")
+  step_fn = jax.jit(finetuning.make_step(arch, tx),
+                    in_shardings=(rep, rep, sharding.batch_sharded(mesh),
+                                  sharding.batch_sharded(mesh)),
+                    out_shardings=(rep, rep), donate_argnums=0)
+  start = int(jax.device_get(state.step))
+  total = int(cfg.steps)
+  progress = Progress("finetune", total, start)
+  batches = _batches(sampler, mesh, start)
+  for step in range(start + 1, total + 1):
+    lr, hr = next(batches)
+    state, metrics = step_fn(state, masks, lr, hr)
+    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    if not metrics["finite"]:
+      raise FloatingPointError(
+          f"finetune step {step}: loss is {metrics['loss']}; stopped, the last good checkpoint "
+          f"is kept in {ckpts.directory}. Lower finetune.lr and rerun to resume.")
+    if step % cfg.log_every == 0 or step == total:
+      writer.write("finetune", step, metrics)
+      _say(progress.line(step, metrics))
+    if step % cfg.checkpoint_every == 0 or step == total:
+      ckpts.save(step, state)
+  ckpts.close()
+  params = finetuning.bake_masks(jax.device_get(state.params), jax.device_get(masks))
+  if _is_main():
+    export.save(os.path.join(workdir, "finetuned", "model.msgpack"), params, arch, pruned.masks,
+                meta=dict(pruned.meta, stage="finetune", finetune_steps=total))
+  return {"steps": total}
+
+
+# --- stage: evaluate ----------------------------------------------------------------
+
+def run_evaluate_stage(config, workdir: str) -> dict:
+  from fmp_jax import data as data_lib
+  from fmp_jax import evaluation
+  model = export.load(os.path.join(workdir, "finetuned", "model.msgpack"))
+  results = {}
+  for name in config.data.eval_sets:
+    pairs = data_lib.eval_pairs(config.data, name, model.arch.scale)
+    if config.data.eval_max_images:
+      pairs = pairs[:int(config.data.eval_max_images)]
+    results[name] = evaluation.evaluate_model(model.params, model.arch, pairs)
+    s = results[name]["summary"]
+    _say(f"[evaluate] {name}: {s['psnr']:.2f} dB / {s['ssim']:.4f} "
+         f"(bicubic {s['bicubic_psnr']:.2f} dB / {s['bicubic_ssim']:.4f}), {s['images']} images")
+  if _is_main():
+    os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
+    with open(os.path.join(workdir, "eval", "results.json"), "w") as f:
+      json.dump(results, f, indent=1)
+  return results
+
+
+# --- report --------------------------------------------------------------------------
+
+def build_report(config, arch: Arch, budget: Budget, search_info: dict, eval_results: dict,
+                 times: dict) -> dict:
+  r = search_info["report"]
+  return {
+      "model": f"{arch.model.upper()}-{arch.blocks}-{arch.channels} x{arch.scale}",
+      "budget": dataclasses.asdict(budget),
+      "dense": {"params": r["dense_params"], "flops": r["dense_flops"]},
+      "pruned": {"params": r["params"], "flops": r["flops"], "widths": r["widths"]},
+      "params_ratio": r["params_ratio"], "flops_ratio": r["flops_ratio"],
+      "split": {m: {"channel_pruned_ratio": r[f"{m}_channel_pruned_ratio"],
+                    "weight_pruned_ratio": r[f"{m}_weight_pruned_ratio"]}
+                for m in ("params", "flops")},
+      "search_steps": search_info["steps"], "finetune_steps": int(config.finetune.steps),
+      "eval": {name: res["summary"] for name, res in eval_results.items()},
+      "stage_seconds": times,
+  }
+
+
+def format_report(report: dict) -> str:
+  d, p = report["dense"], report["pruned"]
+  lines = [f"FMP result: {report['model']}, budget keep {100 * report['budget']['keep']:.2f} % of "
+           f"{report['budget']['metric']} (criterion {report['budget']['criterion']})", "",
+           f"{'':<10}{'dense':>16}{'pruned':>16}{'remaining':>11}",
+           f"{'params':<10}{d['params']:>16,}{p['params']:>16,}{100 * report['params_ratio']:>10.2f}%",
+           f"{'FLOPs':<10}{d['flops'] / 1e9:>15.3f}G{p['flops'] / 1e9:>15.3f}G"
+           f"{100 * report['flops_ratio']:>10.2f}%", "",
+           f"{'removed by':<12}{'channels':>10}{'weights':>10}"]
+  for m in ("params", "flops"):
+    s = report["split"][m]
+    lines.append(f"{m:<12}{100 * s['channel_pruned_ratio']:>9.2f}%{100 * s['weight_pruned_ratio']:>9.2f}%")
+  lines += ["", f"search steps {report['search_steps']}, finetune steps {report['finetune_steps']}",
+            "", f"{'eval set':<12}{'images':>7}{'PSNR (dB)':>11}{'SSIM':>8}"
+            f"{'bicubic PSNR':>14}{'SSIM':>8}"]
+  for name, s in report["eval"].items():
+    lines.append(f"{name:<12}{s['images']:>7}{s['psnr']:>11.2f}{s['ssim']:>8.4f}"
+                 f"{s['bicubic_psnr']:>14.2f}{s['bicubic_ssim']:>8.4f}")
+  return "\n".join(lines)
+
+
+# --- the driver ----------------------------------------------------------------------
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Runs (or resumes) every stage in `workdir` and returns the final report dict."""
+  # --- logging & set-up
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  sharding.maybe_initialize_distributed(bool(config.distributed))
+  arch = Arch.from_config(config.model)
+  budget = Budget.from_config(config.budget)
+  search.check_budget_needs_pruning(arch, budget)
+  _record_config(config, workdir)
+  book = _StageBook(workdir)
+  writer = MetricWriter(workdir)
+  # --- mesh
+  mesh = sharding.make_mesh()
+  _say(f"fmp_jax: {arch.model.upper()}-{arch.blocks}-{arch.channels} x{arch.scale}, "
+       f"{budget.describe()}; {jax.device_count()} {jax.default_backend()} device(s), "
+       f"{jax.process_count()} host(s); workdir {workdir}")
+  times = {}
+
+  # --- search + finalise
+  if "search" not in book.done:
+    t0 = time.time()
+    info = run_search_stage(config, workdir, arch, budget, mesh, writer)
+    times["search"] = time.time() - t0
+    book.mark("search", steps=info["steps"], report=info["report"], seconds=times["search"])
+  search_info = book.done["search"]
+
+  # --- finetune
+  if "finetune" not in book.done:
+    t0 = time.time()
+    run_finetune_stage(config, workdir, mesh, writer)
+    times["finetune"] = time.time() - t0
+    book.mark("finetune", seconds=times["finetune"])
+
+  # --- evaluate
+  if "evaluate" not in book.done:
+    t0 = time.time()
+    results = run_evaluate_stage(config, workdir)
+    times["evaluate"] = time.time() - t0
+    book.mark("evaluate", results={k: v["summary"] for k, v in results.items()},
+              seconds=times["evaluate"])
+  eval_results = {k: {"summary": v} for k, v in book.done["evaluate"]["results"].items()}
+
+  # --- export + report
+  times = {s: book.done[s].get("seconds") for s in ("search", "finetune", "evaluate")}
+  report = build_report(config, arch, budget, search_info, eval_results, times)
+  if _is_main():
+    tuned = export.load(os.path.join(workdir, "finetuned", "model.msgpack"))
+    export.save(os.path.join(workdir, "export", "model.msgpack"), tuned.params, tuned.arch,
+                tuned.masks, meta={"report": report, "config": json.loads(
+                    config.to_json_best_effort())})
+    with open(os.path.join(workdir, "report.json"), "w") as f:
+      json.dump(report, f, indent=1)
+    text = format_report(report)
+    with open(os.path.join(workdir, "report.txt"), "w") as f:
+      f.write(text + "\n")
+    writer.flush()
+    plots = plot_run(workdir, budget.keep if budget.criterion == "total" else None, budget.metric)
+    print("\n" + text + "\n", flush=True)
+    print(f"export: {os.path.join(workdir, 'export', 'model.msgpack')}; plots: "
+          f"{', '.join(plots)}", flush=True)
+  book.mark("export")
+  return report
