@@ -23,9 +23,16 @@ def training_images(data_cfg, scale: int):
   """(hr_images, lr_images or None, names) for config.data.train.
 
   "bundled": the bundled TRAIN photos; "div2k": DIV2K under data.data_dir;
-  anything else: a folder (DIV2K-style root, benchmark-style, or HR-only).
+  "tfds": a prepared TFDS dataset (data.tfds_name); anything else: a folder
+  (DIV2K-style root, benchmark-style, or HR-only).
   """
   source = data_cfg.train
+  if source == "tfds":
+    from fmp_jax.data import tfds_source
+    if not data_cfg.tfds_name:
+      raise DataError("data.train='tfds' needs data.tfds_name: a prepared dataset directory or "
+                      "a name like 'div2k/bicubic_x2' under data.data_dir.")
+    return tfds_source.read_pairs(data_cfg.tfds_name, data_cfg.data_dir)
   if source == "bundled":
     images = bundled_images("train")
     return list(images.values()), None, list(images)
@@ -34,6 +41,9 @@ def training_images(data_cfg, scale: int):
       raise DataError("data.train='div2k' needs data.data_dir: the folder holding "
                       "DIV2K_train_HR/ (set --config.data.data_dir=...).")
     pairs = div2k_pairs(data_cfg.data_dir, scale)
+  elif not os.path.isdir(source):
+    raise DataError(f"data.train={source!r}: no such folder (use 'bundled', 'div2k', 'tfds' or "
+                    f"a folder of training images).")
   elif os.path.isdir(os.path.join(source, "DIV2K_train_HR")):
     pairs = div2k_pairs(source, scale)
   elif os.path.isdir(os.path.join(source, "HR")):
