@@ -18,6 +18,5 @@ def get_config(arg=None):
   c.model.channels = 128
   c.model.scale = 4
   c.budget.keep = 0.6
-  # A long search: unsupported latents reach zero after ~1/(latent_lr*l1) = 20k steps.
-  c.search.latent_lr = 1e-4
+  c.search.latent_lr = 1e-4  # a long search, as the ESRB paper configs
   return c

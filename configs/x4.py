@@ -9,15 +9,9 @@ Dense model: 8,263,856 params, 474.21 G FLOPs at 1280x720 output. Paper target
 after FMP: 704K params, 39.0 G FLOPs, Set5 32.34 dB. Full run: days on one GPU.
 """
 
-from fmp_jax.config_base import base_config
+from fmp_jax.config_base import paper_esrb_config
 
 
 def get_config(arg=None):
   del arg
-  c = base_config()
-  c.model.scale = 4
-  c.search.patch_size = 48
-  c.finetune.patch_size = 48
-  # A long search: unsupported latents reach zero after ~1/(latent_lr*l1) = 20k steps.
-  c.search.latent_lr = 1e-4
-  return c
+  return paper_esrb_config(scale=4)
