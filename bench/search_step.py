@@ -17,7 +17,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 
 import fmp_jax  # noqa: E402
 from fmp_jax import finetuning  # noqa: E402

@@ -11,7 +11,7 @@ import json
 import math
 import os
 import time
-from typing import Mapping, Optional
+from typing import Mapping
 
 import jax
 

@@ -26,10 +26,8 @@ import itertools
 import json
 import os
 import time
-from typing import Any, Optional
 
 import jax
-import numpy as np
 from absl import logging
 
 from fmp_jax import export, finetuning, sharding

@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 
-import fmp_jax
 from fmp_jax.arch import Arch
 from fmp_jax.models import abstract_params
 from fmp_jax.pruning import complexity

@@ -13,7 +13,6 @@ import pytest
 
 import fmp_jax
 from fmp_jax import export
-from fmp_jax.pruning import complexity
 
 pytestmark = pytest.mark.slow
 

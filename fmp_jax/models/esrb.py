@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from fmp_jax.arch import Arch
 from fmp_jax.models.layers import conv_factory, pixel_shuffle, read_channel_masks

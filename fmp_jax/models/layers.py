@@ -13,7 +13,7 @@ With neither present the layer is a plain convolution with no extra work.
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Optional
 
 import flax.linen as nn
 import jax

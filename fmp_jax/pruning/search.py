@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import time
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import flax
 import jax
@@ -37,7 +36,7 @@ import numpy as np
 import optax
 
 from fmp_jax.arch import Arch
-from fmp_jax.models import MASKS, build_model
+from fmp_jax.models import MASKS, abstract_params, build_model
 from fmp_jax.pruning import complexity, hyper
 from fmp_jax.pruning.budget import Budget, BudgetError, quantities
 from fmp_jax.tree_paths import get_at, set_at
@@ -115,7 +114,7 @@ class SearchSettings:
 def check_params(params: Mapping, arch: Arch) -> None:
   """Raises ParamsMismatchError naming the first layer whose shape differs."""
   expected = flax.traverse_util.flatten_dict(flax.core.unfreeze(
-      jax.tree.map(lambda s: s.shape, complexity_abstract(arch))))
+      jax.tree.map(lambda s: s.shape, abstract_params(arch))))
   got = flax.traverse_util.flatten_dict(flax.core.unfreeze(dict(params)))
   missing = sorted(set(expected) - set(got))
   extra = sorted(set(got) - set(expected))
@@ -138,11 +137,6 @@ def check_budget_needs_pruning(arch: Arch, budget: Budget) -> None:
   if budget.met(quantities(value, value, value)):
     raise BudgetError(f"the budget ({budget.describe()}) is already met by the unpruned "
                       f"{_arch_name(arch)}; nothing to prune. Use a keep below 1.")
-
-
-def complexity_abstract(arch: Arch):
-  from fmp_jax.models import abstract_params
-  return abstract_params(arch)
 
 
 def _arch_name(arch: Arch) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
