@@ -232,7 +232,7 @@ def run_evaluate_stage(config, workdir: str) -> dict:
     pairs = data_lib.eval_pairs(config.data, name, model.arch.scale)
     if config.data.eval_max_images:
       pairs = pairs[:int(config.data.eval_max_images)]
-    results[name] = evaluation.evaluate_model(model.params, model.arch, pairs)
+    results[name] = evaluation.evaluate_model(model.params, model.arch, pairs, masks=model.masks)
     s = results[name]["summary"]
     _say(f"[evaluate] {name}: {s['psnr']:.2f} dB / {s['ssim']:.4f} "
          f"(bicubic {s['bicubic_psnr']:.2f} dB / {s['bicubic_ssim']:.4f}), {s['images']} images")
