@@ -1,0 +1,227 @@
+"""Pruned vs dense inference latency, side by side, against the counted FLOPs ratio.
+
+  python bench/inference.py --export model.msgpack [--batch 4] [--repeats 3]
+  python bench/inference.py            # first runs a real FMP search (ESRB-6-256 x2), ~2-5 min
+
+For the exported (pruned) model and the dense ESRB-6-256 of the same scale
+(random weights, built by shape: latency does not depend on the values), both
+jit-compiled with `fmp_jax.inference.Upscaler` (whole image, no tiling), it
+times one 1280x720-output image (LR 360x640 at x2) and a batch of `--batch`,
+interleaving dense and pruned runs so both see the same machine load, and
+prints medians, the latency ratio and the counted FLOPs ratio. Both models
+run 1x1 convs as matmuls (the Upscaler default; --conv-1x1 adds the plain
+XLA-convolution path of `fmp_jax.apply` for comparison) and --channel-multiples
+adds variants with pruned widths zero-padded to a multiple.
+
+FLOPs follow the project convention (FMP.md section 2): FLOPs = MACs of conv
+weights; "counted" MACs skip masked (zero) weights, "executed" MACs are those
+of the pruned widths with every weight computed (what a dense conv kernel
+really does: unstructured zeros save no time). Throughput is printed as
+GMAC/s = counted MACs / second (multiply by 2 for GFLOP/s in the
+multiply+add convention).
+
+Without --export, a real FMP search prunes a fresh ESRB-6-256 to `--keep` of
+its params (criterion Total) on 24x24 LR photo patches, batch 2, with strong
+l1 settings so it lands in ~1-4 minutes on CPU, and saves the result to
+`--save` (default workdir_bench/fmp_esrb6x256_x{s}.msgpack).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def parse_args():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--export", help="pruned export to benchmark (default: prune one first)")
+  p.add_argument("--scale", type=int, default=2, help="scale when pruning here (2, 3, 4)")
+  p.add_argument("--batch", type=int, default=4, help="images per batched call (0: skip)")
+  p.add_argument("--repeats", type=int, default=3, help="timed runs per model and shape")
+  p.add_argument("--channel-multiples", default="1",
+                 help="comma list: also time the pruned model with widths zero-padded to "
+                      "these multiples (e.g. 1,8,16); 1 = as exported")
+  p.add_argument("--conv-1x1", action="store_true",
+                 help="also time dense and pruned with 1x1 convs as XLA convolutions "
+                      "(Upscaler(matmul_1x1=False)), the path fmp_jax.apply takes")
+  p.add_argument("--xla-flags", default=None, help="extra XLA_FLAGS for this process")
+  p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+  g = p.add_argument_group("pruning here (no --export)")
+  g.add_argument("--keep", type=float, default=0.085, help="kept fraction of params")
+  g.add_argument("--steps", type=int, default=600, help="most search steps")
+  g.add_argument("--latent-lr", type=float, default=0.002)
+  g.add_argument("--l1", type=float, default=2.0, help="channel_l1 = weight_l1")
+  g.add_argument("--save", default=None, help="where to write the pruned export")
+  return p.parse_args()
+
+
+def prune_here(args):
+  """A real FMP search on a fresh dense ESRB-6-256; returns the saved export's path."""
+  import numpy as np
+  import jax
+  import skimage.data
+  import fmp_jax
+
+  arch = fmp_jax.Arch(scale=args.scale)
+  params = fmp_jax.init_params(arch, seed=0)
+  photos = [np.asarray(f(), np.float32) / 255.0
+            for f in (skimage.data.astronaut, skimage.data.coffee, skimage.data.chelsea)]
+
+  def batches(patch=24, batch=2, seed=0):
+    rng = np.random.default_rng(seed)
+    size = patch * args.scale
+    while True:
+      crops = []
+      for _ in range(batch):
+        im = photos[rng.integers(len(photos))]
+        y, x = rng.integers(0, im.shape[0] - size), rng.integers(0, im.shape[1] - size)
+        crops.append(im[y:y + size, x:x + size])
+      hr = np.stack(crops)
+      yield np.asarray(jax.image.resize(hr, (batch, patch, patch, 3), "bicubic")), hr
+
+  # Converges near step 1/(latent_lr*l1) (entries start at 1 and shrink by
+  # latent_lr*l1 per step). latent_lr above ~0.005 diverges at full width (the
+  # RMS-normalised latent step is too large), so speed comes from a strong l1.
+  config = dict(lr=1e-4, hyper_embed=4, latent_lr=args.latent_lr,
+                channel_l1=args.l1, weight_l1=args.l1)
+  t0 = time.perf_counter()
+  last = {}
+
+  def on_step(step, m):
+    last.update(m)
+    if step % 25 == 0:
+      print(f"  search step {step}: L1 {m['l1']:.4f}, params kept {100 * m['params_ratio']:.2f} %",
+            flush=True)
+
+  print(f"pruning ESRB-6-256 x{args.scale} to {100 * args.keep:.1f} % params (FMP search, "
+        f"config {config}) ...", flush=True)
+  result = fmp_jax.prune(params, fmp_jax.Budget(args.keep, metric="params"), arch=arch,
+                         data=batches(), steps=args.steps, config=config, on_step=on_step)
+  path = args.save or os.path.join("workdir_bench", f"fmp_esrb6x256_x{args.scale}.msgpack")
+  meta = {k: v for k, v in result.report.items()}
+  meta.update(search_config=config, search_seconds=time.perf_counter() - t0,
+              final_l1=last.get("l1"))
+  fmp_jax.save_export(path, result.params, result.arch, result.masks, meta=meta)
+  print(f"  converged={result.report['converged']} in {result.report['steps']} steps "
+        f"({time.perf_counter() - t0:.0f} s), final L1 {last.get('l1', float('nan')):.4f}; "
+        f"widths {dict(result.arch.widths)}; saved {path}", flush=True)
+  return path
+
+
+def timed(fn):
+  import jax
+  t0 = time.perf_counter()
+  jax.block_until_ready(fn())
+  return time.perf_counter() - t0
+
+
+def main():
+  args = parse_args()
+  if args.xla_flags:
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
+  import numpy as np
+  import jax
+  import fmp_jax
+  from fmp_jax import inference
+  from fmp_jax.pruning import complexity
+
+  path = args.export or prune_here(args)
+  exported = fmp_jax.load(path)
+  arch = exported.arch
+  dense_arch = fmp_jax.Arch(model=arch.model, blocks=6, channels=256, scale=arch.scale,
+                            esa_channels=arch.esa_channels, rgb_range=arch.rgb_range) \
+      if arch.model == "esrb" else arch.dense()
+  lr_hw = complexity.lr_size_for(arch.scale)
+  counted = complexity.count(arch, weight_masks=exported.masks, lr_hw=lr_hw).flops
+  executed = complexity.count(arch, lr_hw=lr_hw).flops
+  dense_flops = complexity.count(dense_arch, lr_hw=lr_hw).flops
+  multiples = [int(m) for m in args.channel_multiples.split(",")]
+
+  dense_params = fmp_jax.init_params(dense_arch, seed=0)
+  models = {"dense": inference.Upscaler(dense_params, dense_arch, tile=None)}
+  for m in multiples:
+    name = "pruned" if m == 1 else f"pruned_pad{m}"
+    models[name] = inference.from_export(exported, tile=None, channel_multiple=m)
+  if args.conv_1x1:
+    models["dense_conv1x1"] = inference.Upscaler(dense_params, dense_arch, tile=None,
+                                                 matmul_1x1=False)
+    models["pruned_conv1x1"] = inference.from_export(exported, tile=None, matmul_1x1=False)
+  # Each variant's latency ratio is taken against the dense model on the same 1x1 path.
+  reference = {name: "dense_conv1x1" if name.endswith("conv1x1") else "dense" for name in models}
+  widths = {name: dict(up.arch.widths or {}) for name, up in models.items()}
+  exec_flops = {name: complexity.count(up.arch, lr_hw=lr_hw).flops for name, up in models.items()}
+
+  print(f"backend {jax.default_backend()} ({jax.device_count()} device(s), {os.cpu_count()} CPUs), "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+  print(f"export {path}: {arch.model.upper()}-{arch.blocks} x{arch.scale}, widths {dict(arch.widths or {})}")
+  for name in models:
+    if name.startswith("pruned_pad"):
+      print(f"  {name}: widths {widths[name]}")
+  print(f"LR {lr_hw[0]}x{lr_hw[1]} -> HR {lr_hw[0] * arch.scale}x{lr_hw[1] * arch.scale}; "
+        f"repeats {args.repeats}; batch {args.batch}")
+
+  rng = np.random.default_rng(0)
+  shapes = {"single": (1, *lr_hw, 3)}
+  if args.batch > 0:
+    shapes[f"batch{args.batch}"] = (args.batch, *lr_hw, 3)
+  results = {}
+  for label, shape in shapes.items():
+    x = jax.device_put(rng.random(shape, dtype=np.float32) * arch.rgb_range)
+    compile_s = {}
+    for name, up in models.items():
+      t0 = time.perf_counter()
+      up.executable(shape)
+      compile_s[name] = time.perf_counter() - t0
+      timed(lambda: up.forward(x))  # warm-up (first-run allocations)
+    times = {name: [] for name in models}
+    for _ in range(args.repeats):  # interleaved: every model sees the same load drift
+      for name, up in models.items():
+        times[name].append(timed(lambda: up.forward(x)))
+    for name in models:
+      med = statistics.median(times[name])
+      flops_name = dense_flops if name.startswith("dense") else counted
+      results.setdefault(label, {})[name] = {
+          "median_s": med, "per_image_s": med / shape[0], "runs_s": times[name],
+          "compile_s": compile_s[name],
+          "counted_gmacs": shape[0] * flops_name / med / 1e9,
+          "executed_gmacs": shape[0] * exec_flops[name] / med / 1e9}
+
+  flops_ratio = counted / dense_flops
+  exec_ratio = executed / dense_flops
+  print(f"\ncounted FLOPs (MACs) per image: dense {dense_flops / 1e9:.2f} G, pruned "
+        f"{counted / 1e9:.2f} G -> FLOPs ratio {flops_ratio:.4f}; executed by the pruned "
+        f"widths (zeros included) {executed / 1e9:.2f} G -> {exec_ratio:.4f}")
+  print(f"target: latency ratio <= 1.5 x FLOPs ratio = {1.5 * flops_ratio:.4f}; ratios are "
+        f"against the dense model on the same 1x1 path (matmul unless *_conv1x1)\n")
+  header = (f"{'shape':<8} {'model':<12} {'median s':>9} {'s/image':>8} {'GMAC/s':>7} "
+            f"{'exec GMAC/s':>11} {'lat. ratio':>10} {'/FLOPs ratio':>12}")
+  print(header)
+  summary = {}
+  for label, by_model in results.items():
+    for name, r in by_model.items():
+      ratio = r["median_s"] / by_model[reference[name]]["median_s"]
+      rel = ratio / flops_ratio
+      r.update(latency_ratio=ratio, latency_over_flops_ratio=rel, reference=reference[name])
+      is_dense = name.startswith("dense")
+      shown_rel = "" if is_dense else f"{rel:.2f}x"
+      print(f"{label:<8} {name:<12} {r['median_s']:>9.3f} {r['per_image_s']:>8.3f} "
+            f"{r['counted_gmacs']:>7.1f} {r['executed_gmacs']:>11.1f} {ratio:>10.4f} {shown_rel:>12}")
+      if not is_dense:
+        summary[f"{label}/{name}"] = rel
+  best = min(summary.values())
+  verdict = "MET" if best <= 1.5 else f"MISSED by {best / 1.5:.2f}x"
+  print(f"\nbest latency ratio / FLOPs ratio = {best:.2f} (target <= 1.5): {verdict}")
+  if args.json:
+    print(json.dumps({"export": path, "widths": widths, "lr_hw": lr_hw,
+                      "dense_flops": dense_flops, "counted_flops": counted,
+                      "executed_flops": executed, "flops_ratio": flops_ratio,
+                      "executed_ratio": exec_ratio, "results": results,
+                      "xla_flags": os.environ.get("XLA_FLAGS", "")}))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,335 @@
+"""Inference of a compact (exported, physically pruned) model: jitted, cached, tiled.
+
+    from fmp_jax.inference import load_upscaler
+    up = load_upscaler("model.msgpack")          # tile=128, overlap=auto
+    hr = up.upscale(lr_uint8)                     # (H, W, 3) uint8 -> (H*s, W*s, 3) uint8
+
+What runs
+---------
+An export's kernels already carry its weight masks as exact zeros, so the hot
+path is the plain backbone at the pruned widths: ``model.apply({"params": p}, x)``
+with no ``masks`` collection (no per-call mask multiply). `load_upscaler`
+re-applies the stored masks once at load time, so a file whose kernels were
+edited after masking still runs the model it claims to be.
+
+One XLA executable is compiled per input shape (N, H, W, 3) and kept in
+``Upscaler.compiled``; params are passed as arguments, not baked in as
+constants, so compiling stays fast even for the dense 8M-param ESRB.
+
+Tiling
+------
+Whole-image inference of a large image needs memory proportional to
+H*W*channels per activation (the dense ESRB-6-256 at 1000x1000 LR holds 1 GB
+per feature map), so `upscale` cuts the LR image into ``tile x tile`` windows.
+Each window contributes only its *core*; the rest of the window (at least
+``overlap`` LR pixels on every side that is not the image border) is context
+that is computed and thrown away. Windows are spread evenly and the last one
+is shifted inward so it ends on the border, so **every window has the same
+shape (one compile) and no window is padded**: padding the input would not
+reproduce the zeros that every 'SAME' convolution inserts at the true image
+border, and would change the border pixels. An image smaller than a tile in
+some dimension is processed at its own size in that dimension (one compile
+per such size). Windows are run ``tile_batch`` at a time; the last batch is
+completed with zero windows (independent samples, so harmless) to keep the
+batch shape fixed.
+
+Exactness. A stack of convolutions is exactly local: an output pixel depends
+only on inputs within its receptive-field radius (`receptive_radius`), so
+with ``overlap >= receptive_radius(arch)`` tiled output equals whole-image
+output up to float summation order. That holds for EDSR (radius 2B+4 LR px:
+head, 2 per block, body end, upsampler, and the HR tail conv rounded up).
+ESRB is local except for ESA's attention branch (stride-2 conv, 7x7/3 max
+pool, 3x3 conv, bilinear resize back to the input size): its pooling grid is
+anchored at the window's corner and its bilinear resize maps the window's
+size, not the image's, so a tiled ESRB is close to, never bit-equal to,
+whole-image output. `measure_tiling_error` quantifies it; the default
+overlap for ESRB is its local radius (2B+3) rounded up to a multiple of 8,
+16 LR px for ESRB-6 (see the README's inference section for measured
+differences).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Mapping, Optional
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fmp_jax.arch import Arch
+from fmp_jax.models import MASKS, MIN_LR_SIDE, MaskedConv, build_model
+from fmp_jax.pruning import complexity
+from fmp_jax.tree_paths import get_at, set_at
+
+DEFAULT_TILE = 128
+
+
+def receptive_radius(arch: Arch) -> int:
+  """LR pixels of context each side an output pixel needs (local layers only).
+
+  Every stride-1 3x3 conv on the LR grid adds 1 (ESRB: head, conv_a and
+  conv_b of each block, body_end, upsample; 1x1 convs add 0). EDSR's tail is
+  a 3x3 conv on the HR grid: 1 HR pixel, rounded up to 1 LR pixel. ESRB's ESA
+  attention branch is not local and is not counted (see module docstring).
+  """
+  if arch.model == "esrb":
+    return 2 * arch.blocks + 3
+  # EDSR: head + 2 per block + body_end + upsampler convs (each at LR or a
+  # finer grid: 1 px there is <= 1 LR px) + tail at HR (<= 1 LR px).
+  n_up = {2: 1, 3: 1, 4: 2}[arch.scale]
+  return 1 + 2 * arch.blocks + 1 + n_up + 1
+
+
+def default_overlap(arch: Arch) -> int:
+  """The receptive radius rounded up to a multiple of 8 (16 for ESRB-6, 24 for EDSR-8)."""
+  return 8 * math.ceil(receptive_radius(arch) / 8)
+
+
+def tile_windows(size: int, tile: int, overlap: int) -> list[tuple[int, int, int]]:
+  """Splits one image axis of `size` LR px into windows of `tile` px.
+
+  Returns [(start, core_start, core_end)]: window i reads [start, start+tile)
+  and contributes [core_start, core_end); the cores partition [0, size).
+  Every core has >= `overlap` px of context inside its window on each side,
+  except where it touches the image border. If size <= tile there is one
+  window of the whole axis (callers then use a window of length `size`).
+  """
+  if tile <= 2 * overlap:
+    raise ValueError(f"tile={tile} must exceed 2*overlap={2 * overlap}: a window must keep a "
+                     f"core after dropping the overlap on both sides.")
+  if size <= tile:
+    return [(0, 0, size)]
+  core = tile - 2 * overlap
+  # First and last windows contribute tile-overlap px (their outer side is the
+  # border), middle ones `core` px: n windows cover 2*(tile-overlap)+(n-2)*core.
+  n = max(2, math.ceil((size - 2 * overlap) / core))
+  starts = [(i * (size - tile)) // (n - 1) for i in range(n)]
+  # Consecutive windows overlap by >= 2*overlap (spacing <= core); cut at the middle.
+  cuts = [0] + [(starts[i] + starts[i - 1] + tile) // 2 for i in range(1, n)] + [size]
+  return [(starts[i], cuts[i], cuts[i + 1]) for i in range(n)]
+
+
+def pad_channels(params: Mapping, arch: Arch, multiple: int) -> tuple[dict, Arch]:
+  """Zero-pads every pruned channel group up to a multiple of `multiple`.
+
+  Exact: a padded channel has zero kernel columns and zero bias, so it is 0
+  after every conv, LeakyReLU/ReLU and residual add; ESA gates it by
+  sigmoid(0)=0.5 times 0; and its zero kernel rows add nothing downstream.
+  Widths never exceed the group's full size. Returns (params, arch).
+  """
+  if multiple <= 1 or not arch.widths:
+    return dict(params), arch
+  groups = arch.groups()
+  widths = {g: min(groups[g].size, multiple * math.ceil(w / multiple))
+            for g, w in arch.widths.items()}
+  new_arch = arch.with_widths(widths)
+  padded: dict = {}
+  for layer in complexity.layer_table(new_arch):
+    node = get_at(params, layer.path)
+    kernel, bias = np.asarray(node["kernel"]), np.asarray(node["bias"])
+    k_pad = [(0, t - s) for s, t in zip(kernel.shape, layer.kernel)]
+    set_at(padded, layer.path, {"kernel": np.pad(kernel, k_pad),
+                                "bias": np.pad(bias, (0, layer.kernel[3] - bias.shape[0]))})
+  return padded, new_arch
+
+
+def bake_masks(params: Mapping, masks: Optional[Mapping]) -> dict:
+  """params with every kernel multiplied by its weight mask (masks: the collection)."""
+  flat_masks = complexity.flatten_weight_masks(masks)
+  if not flat_masks:
+    return params
+  flat = flax.traverse_util.flatten_dict(dict(params))
+  for name, mask in flat_masks.items():
+    key = tuple(name.split("/")) + ("kernel",)
+    if key not in flat:
+      raise ValueError(f"weight mask {name!r} names no kernel in the params.")
+    flat[key] = np.asarray(flat[key]) * np.asarray(mask, dtype=np.asarray(flat[key]).dtype)
+  return flax.traverse_util.unflatten_dict(flat)
+
+
+def _matmul_1x1(next_fun, args, kwargs, context):
+  """Flax interceptor: runs stride-1 1x1 `MaskedConv`s as a matmul over channels.
+
+  XLA:CPU lowers a 1x1 convolution to its generic convolution kernel, which
+  measured 2.5x (146->146 channels) to 6x (146->16, ESA's reduce) slower than
+  the same contraction as `jnp.dot` at 360x640 on this machine. Same weights,
+  same math; only the float summation order may differ (~1e-7 relative).
+  Layers with masks (search-time models) take the normal path.
+  """
+  module = context.module
+  if (context.method_name != "__call__" or not isinstance(module, MaskedConv)
+      or module.kernel_size != 1 or module.strides != 1):
+    return next_fun(*args, **kwargs)
+  out_mask = args[1] if len(args) > 1 else kwargs.get("out_mask")
+  if out_mask is not None or module.has_variable(MASKS, "weight") or \
+      not module.has_variable("params", "kernel"):  # init: let the layer create its params
+    return next_fun(*args, **kwargs)
+  x = args[0]
+  kernel = module.get_variable("params", "kernel")
+  bias = module.get_variable("params", "bias")
+  return jnp.dot(x, kernel[0, 0].astype(x.dtype)) + bias.astype(x.dtype)
+
+
+class Upscaler:
+  """Jitted super-resolution of a compact model, with shape-keyed compile cache and tiling.
+
+  Args:
+    params: backbone params for `arch` (weight masks already baked in).
+    arch: the built architecture (pruned widths, if any).
+    tile: LR window side for `upscale` (None or 0: always whole-image).
+    overlap: LR context px kept on each inner side of a window; default
+      `default_overlap(arch)`.
+    tile_batch: windows per compiled call.
+    channel_multiple: if > 1, zero-pad pruned widths up to this multiple
+      (`pad_channels`; exact, sometimes faster on some backends).
+    matmul_1x1: run 1x1 convs as matmuls (`_matmul_1x1`; same result to
+      float rounding, much faster on XLA:CPU).
+  """
+
+  def __init__(self, params: Mapping, arch: Arch, tile: Optional[int] = DEFAULT_TILE,
+               overlap: Optional[int] = None, tile_batch: int = 1, channel_multiple: int = 1,
+               matmul_1x1: bool = True):
+    if channel_multiple > 1:
+      params, arch = pad_channels(params, arch, channel_multiple)
+    self.arch = arch
+    self.scale = arch.scale
+    self.params = jax.device_put(jax.tree.map(lambda x: np.asarray(x, np.float32), dict(params)))
+    self.tile = int(tile) if tile else None
+    self.overlap = default_overlap(arch) if overlap is None else int(overlap)
+    if self.overlap < 0:
+      raise ValueError(f"overlap={overlap} must be >= 0.")
+    if self.tile is not None:
+      if self.tile < MIN_LR_SIDE:
+        raise ValueError(f"tile={tile} is below the smallest LR side the models accept "
+                         f"({MIN_LR_SIDE}).")
+      if self.tile <= 2 * self.overlap:
+        raise ValueError(f"tile={tile} must exceed 2*overlap={2 * self.overlap}.")
+    if tile_batch < 1:
+      raise ValueError(f"tile_batch={tile_batch} must be >= 1.")
+    self.tile_batch = int(tile_batch)
+    self.compiled: dict[tuple, Any] = {}
+    model = build_model(arch)
+    self.matmul_1x1 = bool(matmul_1x1)
+
+    def fn(p, x):
+      if not self.matmul_1x1:
+        return model.apply({"params": p}, x)
+      with nn.intercept_methods(_matmul_1x1):
+        return model.apply({"params": p}, x)
+    self._fn = jax.jit(fn)
+
+  # --- the compiled core ---------------------------------------------------------
+  def lowered(self, shape: tuple[int, ...]):
+    """The `jax.stages.Lowered` forward pass for LR batches of `shape` (N, H, W, 3)."""
+    return self._fn.lower(self.params, jax.ShapeDtypeStruct(tuple(shape), jnp.float32))
+
+  def executable(self, shape: tuple[int, ...]):
+    """The compiled forward pass for LR batches of `shape` (N, H, W, 3), built once."""
+    shape = tuple(int(v) for v in shape)
+    exe = self.compiled.get(shape)
+    if exe is None:
+      exe = self.lowered(shape).compile()
+      self.compiled[shape] = exe
+    return exe
+
+  def forward(self, lr) -> jax.Array:
+    """Raw model output, no tiling, clipping or range conversion.
+
+    lr: (N, H, W, 3) float in [0, arch.rgb_range], H, W >= 15 for ESRB.
+    Returns (N, H*s, W*s, 3) float32 in the same range (unclipped).
+    """
+    lr = jnp.asarray(lr, jnp.float32)
+    if lr.ndim != 4 or lr.shape[-1] != 3:
+      raise ValueError(f"forward expects (N, H, W, 3) LR batches; got shape {tuple(lr.shape)}.")
+    if min(lr.shape[1:3]) < MIN_LR_SIDE:
+      raise ValueError(f"LR input {lr.shape[1]}x{lr.shape[2]} is below the models' minimum "
+                       f"{MIN_LR_SIDE}x{MIN_LR_SIDE} px.")
+    return self.executable(lr.shape)(self.params, lr)
+
+  # --- images -----------------------------------------------------------------
+  def upscale(self, img, tile: Any = "default", clip: bool = True) -> np.ndarray:
+    """Super-resolves one image.
+
+    Args:
+      img: (H, W, 3) LR image, uint8 in [0, 255] or float in [0, 1].
+      tile: override the window side (None: whole image); default `self.tile`.
+      clip: clip float output to [0, 1] (uint8 output is always clipped).
+    Returns:
+      (H*s, W*s, 3) numpy array: uint8 for uint8 input, else float32 in [0, 1].
+    """
+    img = np.asarray(img)
+    if img.ndim != 3 or img.shape[-1] != 3:
+      raise ValueError(f"upscale expects an (H, W, 3) RGB image; got shape {img.shape}. "
+                       f"Convert grayscale/RGBA to RGB first.")
+    is_uint8 = img.dtype == np.uint8
+    x = img.astype(np.float32) / (255.0 if is_uint8 else 1.0)
+    sr = self.upscale_float(x * self.arch.rgb_range, self.tile if tile == "default" else tile)
+    sr = sr / self.arch.rgb_range
+    if is_uint8:
+      return np.clip(np.round(sr * 255.0), 0, 255).astype(np.uint8)
+    return np.clip(sr, 0.0, 1.0) if clip else sr
+
+  def upscale_float(self, lr: np.ndarray, tile: Optional[int]) -> np.ndarray:
+    """(H, W, 3) float32 in [0, rgb_range] -> (H*s, W*s, 3) float32, tiled if tile is set."""
+    h, w, _ = lr.shape
+    if min(h, w) < MIN_LR_SIDE:
+      raise ValueError(f"image {h}x{w} is below the models' minimum {MIN_LR_SIDE}x{MIN_LR_SIDE} "
+                       f"LR px.")
+    if not tile or (h <= tile and w <= tile):
+      return np.asarray(self.forward(lr[None]))[0]
+    if tile <= 2 * self.overlap or tile < MIN_LR_SIDE:
+      raise ValueError(f"tile={tile} must exceed 2*overlap={2 * self.overlap} and be at least "
+                       f"{MIN_LR_SIDE}.")
+    s = self.scale
+    rows, cols = tile_windows(h, tile, self.overlap), tile_windows(w, tile, self.overlap)
+    th, tw = min(tile, h), min(tile, w)
+    jobs = [(r, c) for r in rows for c in cols]
+    out = np.empty((h * s, w * s, 3), np.float32)
+    for i in range(0, len(jobs), self.tile_batch):
+      chunk = jobs[i:i + self.tile_batch]
+      batch = np.zeros((self.tile_batch, th, tw, 3), np.float32)
+      for j, ((y0, _, _), (x0, _, _)) in enumerate(chunk):
+        batch[j] = lr[y0:y0 + th, x0:x0 + tw]
+      sr = np.asarray(self.forward(batch))
+      for j, ((y0, cy0, cy1), (x0, cx0, cx1)) in enumerate(chunk):
+        out[cy0 * s:cy1 * s, cx0 * s:cx1 * s] = sr[j, (cy0 - y0) * s:(cy1 - y0) * s,
+                                                   (cx0 - x0) * s:(cx1 - x0) * s]
+    return out
+
+  __call__ = upscale
+
+
+def from_export(exported, **kwargs) -> Upscaler:
+  """An `Upscaler` for an `fmp_jax.export.Exported` (masks baked in once)."""
+  return Upscaler(bake_masks(exported.params, exported.masks), exported.arch, **kwargs)
+
+
+def load_upscaler(path: str, **kwargs) -> Upscaler:
+  """Loads an export file (`fmp_jax.load`) into an `Upscaler`; kwargs as `Upscaler`.
+
+  Raises `fmp_jax.export.ExportError` naming the path for missing or corrupt files.
+  """
+  from fmp_jax import export
+  return from_export(export.load(path), **kwargs)
+
+
+def measure_tiling_error(upscaler: Upscaler, lr: np.ndarray, tile: int) -> dict:
+  """Tiled vs whole-image output of one float LR image (H, W, 3) in [0, rgb_range].
+
+  Returns {"max_abs", "mean_abs", "psnr_db"} of the tiled output against the
+  whole-image output, in units of [0, 1] (PSNR with peak 1, no clipping).
+  """
+  whole = upscaler.upscale_float(lr, None) / upscaler.arch.rgb_range
+  tiled = upscaler.upscale_float(lr, tile) / upscaler.arch.rgb_range
+  diff = np.abs(tiled.astype(np.float64) - whole)
+  mse = float(np.mean(diff ** 2))
+  return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()),
+          "psnr_db": float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))}
+
+
+__all__ = ["Upscaler", "load_upscaler", "from_export", "receptive_radius", "default_overlap",
+           "tile_windows", "pad_channels", "bake_masks", "measure_tiling_error", "DEFAULT_TILE"]
