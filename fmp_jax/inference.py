@@ -50,7 +50,6 @@ differences).
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any, Mapping, Optional
 
