@@ -61,27 +61,11 @@ def parse_args():
 
 def prune_here(args):
   """A real FMP search on a fresh dense ESRB-6-256; returns the saved export's path."""
-  import numpy as np
-  import jax
-  import skimage.data
+  from fmp_jax.data import bundled_patches
   import fmp_jax
 
   arch = fmp_jax.Arch(scale=args.scale)
   params = fmp_jax.init_params(arch, seed=0)
-  photos = [np.asarray(f(), np.float32) / 255.0
-            for f in (skimage.data.astronaut, skimage.data.coffee, skimage.data.chelsea)]
-
-  def batches(patch=24, batch=2, seed=0):
-    rng = np.random.default_rng(seed)
-    size = patch * args.scale
-    while True:
-      crops = []
-      for _ in range(batch):
-        im = photos[rng.integers(len(photos))]
-        y, x = rng.integers(0, im.shape[0] - size), rng.integers(0, im.shape[1] - size)
-        crops.append(im[y:y + size, x:x + size])
-      hr = np.stack(crops)
-      yield np.asarray(jax.image.resize(hr, (batch, patch, patch, 3), "bicubic")), hr
 
   # Converges near step 1/(latent_lr*l1) (entries start at 1 and shrink by
   # latent_lr*l1 per step). latent_lr above ~0.005 diverges at full width (the
@@ -100,7 +84,7 @@ def prune_here(args):
   print(f"pruning ESRB-6-256 x{args.scale} to {100 * args.keep:.1f} % params (FMP search, "
         f"config {config}) ...", flush=True)
   result = fmp_jax.prune(params, fmp_jax.Budget(args.keep, metric="params"), arch=arch,
-                         data=batches(), steps=args.steps, config=config, on_step=on_step)
+                         data=bundled_patches(args.scale, 24, 2), steps=args.steps, config=config, on_step=on_step)
   path = args.save or os.path.join("workdir_bench", f"fmp_esrb6x256_x{args.scale}.msgpack")
   meta = {k: v for k, v in result.report.items()}
   meta.update(search_config=config, search_seconds=time.perf_counter() - t0,
