@@ -42,9 +42,9 @@ def parse_args():
   p.add_argument("--scale", type=int, default=2, help="scale when pruning here (2, 3, 4)")
   p.add_argument("--batch", type=int, default=4, help="images per batched call (0: skip)")
   p.add_argument("--repeats", type=int, default=3, help="timed runs per model and shape")
-  p.add_argument("--channel-multiples", default="1",
-                 help="comma list: also time the pruned model with widths zero-padded to "
-                      "these multiples (e.g. 1,8,16); 1 = as exported")
+  p.add_argument("--channel-multiples", default="1,8",
+                 help="comma list: time the pruned model with widths zero-padded to these "
+                      "multiples (1 = as exported; 8 = the Upscaler default)")
   p.add_argument("--conv-1x1", action="store_true",
                  help="also time dense and pruned with 1x1 convs as XLA convolutions "
                       "(Upscaler(matmul_1x1=False)), the path fmp_jax.apply takes")
@@ -130,10 +130,13 @@ def main():
   for m in multiples:
     name = "pruned" if m == 1 else f"pruned_pad{m}"
     models[name] = inference.from_export(exported, tile=None, channel_multiple=m)
+    if m > 1 and dict(models[name].arch.widths or {}) == dict(arch.widths or {}):
+      del models[name]  # already a multiple: same model
   if args.conv_1x1:
     models["dense_conv1x1"] = inference.Upscaler(dense_params, dense_arch, tile=None,
                                                  matmul_1x1=False)
-    models["pruned_conv1x1"] = inference.from_export(exported, tile=None, matmul_1x1=False)
+    models["pruned_conv1x1"] = inference.from_export(exported, tile=None, matmul_1x1=False,
+                                                     channel_multiple=1)
   # Each variant's latency ratio is taken against the dense model on the same 1x1 path.
   reference = {name: "dense_conv1x1" if name.endswith("conv1x1") else "dense" for name in models}
   widths = {name: dict(up.arch.widths or {}) for name, up in models.items()}

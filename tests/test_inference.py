@@ -59,7 +59,8 @@ def test_1x1_convs_run_as_matmuls_with_the_same_output(pruned_params):
   n_1x1 = sum(l.kernel[0] == 1 for l in layers)
   assert n_1x1 == 2 * 4  # per block: conv_1x1 + ESA reduce, cross, expand
   fast = inference.Upscaler(pruned_params, PRUNED, tile=None)
-  plain = inference.Upscaler(pruned_params, PRUNED, tile=None, matmul_1x1=False)
+  plain = inference.Upscaler(pruned_params, PRUNED, tile=None, matmul_1x1=False,
+                             channel_multiple=1)  # the plain path: what fmp_jax.apply runs
   count = lambda up: up.lowered((1, 20, 20, 3)).as_text().count("stablehlo.convolution")
   assert count(plain) == len(layers) and count(fast) == len(layers) - n_1x1
   x = lr_image(20, 20)[None]
