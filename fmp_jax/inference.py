@@ -16,6 +16,27 @@ One XLA executable is compiled per input shape (N, H, W, 3) and kept in
 ``Upscaler.compiled``; params are passed as arguments, not baked in as
 constants, so compiling stays fast even for the dense 8M-param ESRB.
 
+Speed
+-----
+Counted FLOPs fall ~12x under FMP, but a narrow model does not run at the
+dense model's MAC rate by itself. With ``fast_paths`` (default) the forward
+pass is rewritten, with the same weights and math, where XLA:CPU is slow:
+
+* channel groups are zero-padded to a multiple of 8 on CPU, 32 on GPU
+  (`pad_channels`; exact), except groups of at most `NARROW_OUT` channels;
+* 1x1 convs run as matmuls; 3x3 convs with at most `NARROW_IN` inputs as
+  unrolled multiply-adds that fuse with the residual add; 3x3 convs with at
+  most `NARROW_OUT` outputs as one matmul plus shifted adds (`conv_path`);
+* in each ESRB block, the 1x1 conv and ESA's first 1x1 share one matmul
+  and the 1x1's bias moves into ESA's gate (`_esrb_block`), saving two
+  passes over the full-resolution stream.
+
+For the process, ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (Linux, set
+before Python starts) lets glibc back XLA's large per-call buffers with
+transparent huge pages; without it a 360x640 call of a pruned ESRB-6 spends
+~0.25 s of ~2.8 s in page faults on first touch of fresh memory. The
+measured effect of each step is in the README (bench/inference.py).
+
 Tiling
 ------
 Whole-image inference of a large image needs memory proportional to
@@ -61,6 +82,7 @@ import numpy as np
 
 from fmp_jax.arch import Arch
 from fmp_jax.models import MASKS, MIN_LR_SIDE, MaskedConv, build_model
+from fmp_jax.models.esrb import LEAKY_SLOPE, ESRBBlock
 from fmp_jax.pruning import complexity
 from fmp_jax.tree_paths import get_at, set_at
 
@@ -112,18 +134,20 @@ def tile_windows(size: int, tile: int, overlap: int) -> list[tuple[int, int, int
   return [(starts[i], cuts[i], cuts[i + 1]) for i in range(n)]
 
 
-def pad_channels(params: Mapping, arch: Arch, multiple: int) -> tuple[dict, Arch]:
-  """Zero-pads every pruned channel group up to a multiple of `multiple`.
+def pad_channels(params: Mapping, arch: Arch, multiple: int,
+                 min_width: int = 1) -> tuple[dict, Arch]:
+  """Zero-pads every pruned channel group of width >= `min_width` up to a multiple of `multiple`.
 
   Exact: a padded channel has zero kernel columns and zero bias, so it is 0
   after every conv, LeakyReLU/ReLU and residual add; ESA gates it by
   sigmoid(0)=0.5 times 0; and its zero kernel rows add nothing downstream.
-  Widths never exceed the group's full size. Returns (params, arch).
+  Widths never exceed the group's full size; narrower groups keep their
+  width. Returns (params, arch).
   """
   if multiple <= 1 or not arch.widths:
     return dict(params), arch
   groups = arch.groups()
-  widths = {g: min(groups[g].size, multiple * math.ceil(w / multiple))
+  widths = {g: w if w < min_width else min(groups[g].size, multiple * math.ceil(w / multiple))
             for g, w in arch.widths.items()}
   new_arch = arch.with_widths(widths)
   padded: dict = {}
@@ -150,27 +174,171 @@ def bake_masks(params: Mapping, masks: Optional[Mapping]) -> dict:
   return flax.traverse_util.unflatten_dict(flat)
 
 
-def _matmul_1x1(next_fun, args, kwargs, context):
-  """Flax interceptor: runs stride-1 1x1 `MaskedConv`s as a matmul over channels.
+# Conv shapes XLA:CPU runs far below its peak, and what runs instead. Thresholds
+# from measurements at 360x640 LR on a 2-core AVX-512 CPU (bench/inference.py
+# --plain shows the effect on a whole model): a 3x3 conv 1->168 took 23 ms as a
+# convolution and 12.5 ms as unrolled multiply-adds; 168->1, 35 ms vs 14 ms as
+# one matmul to 9 outputs followed by 9 shifted adds; a 1x1 conv 146->146, 2.5x
+# slower than the same matmul.
+NARROW_IN = 3   # stride-1 'SAME' convs with at most this many input channels: "taps"
+NARROW_OUT = 4  # ... with at most this many output channels: "shifted_outputs"
 
-  XLA:CPU lowers a 1x1 convolution to its generic convolution kernel, which
-  measured 2.5x (146->146 channels) to 6x (146->16, ESA's reduce) slower than
-  the same contraction as `jnp.dot` at 360x640 on this machine. Same weights,
-  same math; only the float summation order may differ (~1e-7 relative).
-  Layers with masks (search-time models) take the normal path.
+
+def conv_path(kernel_shape: tuple[int, int, int, int], strides: int, padding: str) -> str:
+  """How `Upscaler` runs a conv of this HWIO kernel shape (see the NARROW_* constants).
+
+  "matmul": 1x1 stride-1 conv as one matmul over channels; "taps": each input
+  channel and kernel tap as a broadcast multiply-add (one fused elementwise
+  pass, no convolution kernel); "shifted_outputs": one matmul from C_in to
+  k*k*C_out, then the k*k output planes added at their shifts; "conv": XLA's
+  convolution.
+  """
+  k, _, c_in, c_out = kernel_shape
+  if strides != 1:
+    return "conv"
+  if k == 1:
+    return "matmul"
+  if padding != "SAME" or k % 2 == 0:
+    return "conv"
+  if c_in <= NARROW_IN:
+    return "taps"
+  if c_out <= NARROW_OUT:
+    return "shifted_outputs"
+  return "conv"
+
+
+def _pad_same(x, p):
+  return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0))) if p else x
+
+
+def conv_by_taps(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Stride-1 'SAME' conv as sum_{i,j,c} shift_ij(x)[..., c] * kernel[i, j, c]: NHWC, HWIO."""
+  k, _, c_in, _ = kernel.shape
+  n, h, w, _ = x.shape
+  xp = _pad_same(x, k // 2)
+  out = None
+  for i in range(k):
+    for j in range(k):
+      window = xp[:, i:i + h, j:j + w]
+      for c in range(c_in):
+        term = window[..., c:c + 1] * kernel[i, j, c]
+        out = term if out is None else out + term
+  return out
+
+
+def conv_by_shifted_outputs(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Stride-1 'SAME' conv as one matmul C_in -> k*k*C_out, then the planes added at their shifts.
+
+  out[h, w] = sum_ij x[h+i-p, w+j-p] @ kernel[i, j] = sum_ij z_pad[h+i, w+j, i, j], with
+  z = x @ kernel (all taps at once) zero-padded by p = k // 2.
+  """
+  k, _, c_in, c_out = kernel.shape
+  n, h, w, _ = x.shape
+  z = jnp.dot(x.reshape(-1, c_in), kernel.transpose(2, 0, 1, 3).reshape(c_in, k * k * c_out))
+  p = k // 2
+  z = jnp.pad(z.reshape(n, h, w, k, k, c_out), ((0, 0), (p, p), (p, p), (0, 0), (0, 0), (0, 0)))
+  out = None
+  for i in range(k):
+    for j in range(k):
+      plane = z[:, i:i + h, j:j + w, i, j]
+      out = plane if out is None else out + plane
+  return out
+
+
+def apply_conv(x: jax.Array, kernel: jax.Array, bias: Optional[jax.Array] = None,
+               strides: int = 1, padding: str = "SAME") -> jax.Array:
+  """One NHWC conv (HWIO kernel) on the path `conv_path` picks; same math as `MaskedConv`."""
+  path = conv_path(kernel.shape, strides, padding)
+  if path == "matmul":
+    y = jnp.dot(x, kernel[0, 0])
+  elif path == "taps":
+    y = conv_by_taps(x, kernel)
+  elif path == "shifted_outputs":
+    y = conv_by_shifted_outputs(x, kernel)
+  else:
+    y = jax.lax.conv_general_dilated(x, kernel, (strides, strides), padding,
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return y if bias is None else y + bias
+
+
+def _esrb_block(x: jax.Array, p: Mapping) -> jax.Array:
+  """An unmasked `ESRBBlock` (params `p`) with its 1x1 conv and ESA's reduction in one matmul.
+
+  XLA:CPU fuses no bias add or elementwise op into a matmul or convolution, so
+  every full-resolution tensor costs memory passes. Here the 1x1 conv's bias
+  is added inside ESA's final gate, and ESA's reduce, c1 = (h W1 + b1) Wr + br,
+  comes out of the same matmul as h W1 as extra columns h (W1 Wr): two fewer
+  passes over the stream per block. Same math as the module up to float
+  rounding (a test compares them).
+  """
+  dt = x.dtype
+  kb = lambda node: (node["kernel"].astype(dt), node["bias"].astype(dt))
+  k_a, b_a = kb(p["conv_a"])
+  r = nn.leaky_relu(apply_conv(x, k_a, b_a), LEAKY_SLOPE)
+  k_b, b_b = kb(p["conv_b"])
+  h = apply_conv(r, k_b, b_b) + x
+  w1, b1 = kb(p["conv_1x1"])
+  w1 = w1[0, 0]
+  esa = p["esa"]
+  w_r, b_r = kb(esa["reduce"])
+  w_r = w_r[0, 0]
+  hi = jax.lax.Precision.HIGHEST  # weight products: exact up to float32 rounding on any backend
+  both = jnp.dot(h, jnp.concatenate([w1, jnp.dot(w1, w_r, precision=hi)], axis=1))
+  c = w1.shape[1]
+  y_no_bias = both[..., :c]
+  c1 = both[..., c:] + (jnp.dot(b1, w_r, precision=hi) + b_r)
+  k_c, b_c = kb(esa["cross"])
+  cf = apply_conv(c1, k_c, b_c)
+  k_d, b_d = kb(esa["down"])
+  d = apply_conv(c1, k_d, b_d, strides=2, padding="VALID")
+  if min(d.shape[1:3]) < 7:
+    raise ValueError(f"ESRB's ESA needs an LR input of at least 15x15 pixels; got "
+                     f"{x.shape[1]}x{x.shape[2]}.")
+  pooled = nn.max_pool(d, (7, 7), strides=(3, 3), padding="VALID")
+  k_m, b_m = kb(esa["mid"])
+  c3 = apply_conv(pooled, k_m, b_m)
+  n, hh, ww, _ = x.shape
+  u = jax.image.resize(c3, (n, hh, ww, c3.shape[-1]), method="bilinear")
+  k_e, b_e = kb(esa["expand"])
+  m = jax.nn.sigmoid(apply_conv(u + cf, k_e, b_e))
+  return (y_no_bias + b1) * m
+
+
+def _fast_forward(next_fun, args, kwargs, context):
+  """Flax interceptor: unmasked ESRB blocks as `_esrb_block`, other convs via `apply_conv`.
+
+  Same weights, same math; only the float summation order differs (~1e-7
+  relative). Modules with masks (search-time models) take the normal path.
   """
   module = context.module
-  if (context.method_name != "__call__" or not isinstance(module, MaskedConv)
-      or module.kernel_size != 1 or module.strides != 1):
+  if context.method_name != "__call__":
+    return next_fun(*args, **kwargs)
+  if isinstance(module, ESRBBlock):
+    channel_masks = args[1] if len(args) > 1 else kwargs.get("channel_masks")
+    variables = module.variables
+    if channel_masks or MASKS in variables or "params" not in variables:
+      return next_fun(*args, **kwargs)
+    return _esrb_block(args[0], variables["params"])
+  if not isinstance(module, MaskedConv):
     return next_fun(*args, **kwargs)
   out_mask = args[1] if len(args) > 1 else kwargs.get("out_mask")
   if out_mask is not None or module.has_variable(MASKS, "weight") or \
       not module.has_variable("params", "kernel"):  # init: let the layer create its params
     return next_fun(*args, **kwargs)
   x = args[0]
-  kernel = module.get_variable("params", "kernel")
-  bias = module.get_variable("params", "bias")
-  return jnp.dot(x, kernel[0, 0].astype(x.dtype)) + bias.astype(x.dtype)
+  return apply_conv(x, module.get_variable("params", "kernel").astype(x.dtype),
+                    module.get_variable("params", "bias").astype(x.dtype),
+                    module.strides, module.padding)
+
+
+# Width padding that ran fastest per backend (bench/inference.py --channel-multiples):
+# XLA:CPU (YNNPACK) on AVX-512 at 8, an H200 at 32. Other backends: unmeasured, 8.
+CHANNEL_MULTIPLE = {"cpu": 8, "gpu": 32}
+
+
+def default_channel_multiple(backend: Optional[str] = None) -> int:
+  """The width multiple `Upscaler` pads to by default on `backend` (default: JAX's)."""
+  return CHANNEL_MULTIPLE.get(backend or jax.default_backend(), 8)
 
 
 class Upscaler:
@@ -184,18 +352,27 @@ class Upscaler:
       `default_overlap(arch)`.
     tile_batch: windows per compiled call.
     channel_multiple: zero-pad pruned widths up to this multiple
-      (`pad_channels`; exact). Default 8: measured 5-10 % faster for odd
-      widths on XLA:CPU (16 was slower); 1 runs the widths as exported.
+      (`pad_channels`; exact). Default `default_channel_multiple()`: 8 on
+      CPU (stream 162 -> 168 ran 15 % faster, 16 and 32 slower), 32 on GPU
+      (on an H200, 0.38 of the dense latency vs 0.47 at 8 and 0.72 at 1);
+      1 runs the widths as exported.
+      Groups of at most `NARROW_OUT` channels are not padded: they run on
+      the narrow paths, which padding would only slow down.
       `self.arch` holds the widths that run.
-    matmul_1x1: run 1x1 convs as matmuls (`_matmul_1x1`; same result to
-      float rounding, much faster on XLA:CPU).
+    fast_paths: run each conv on the path `conv_path` picks for its shape
+      (1x1 as matmuls, very narrow 3x3 convs without a convolution kernel);
+      same result to float rounding, much faster on XLA:CPU. False runs every
+      conv as `fmp_jax.apply` does.
   """
 
   def __init__(self, params: Mapping, arch: Arch, tile: Optional[int] = DEFAULT_TILE,
-               overlap: Optional[int] = None, tile_batch: int = 1, channel_multiple: int = 8,
-               matmul_1x1: bool = True):
+               overlap: Optional[int] = None, tile_batch: int = 1,
+               channel_multiple: Optional[int] = None, fast_paths: bool = True):
+    if channel_multiple is None:
+      channel_multiple = default_channel_multiple()
     if channel_multiple > 1:
-      params, arch = pad_channels(params, arch, channel_multiple)
+      params, arch = pad_channels(params, arch, channel_multiple,
+                                  min_width=NARROW_OUT + 1 if fast_paths else 1)
     self.arch = arch
     self.scale = arch.scale
     self.params = jax.device_put(jax.tree.map(lambda x: np.asarray(x, np.float32), dict(params)))
@@ -214,12 +391,12 @@ class Upscaler:
     self.tile_batch = int(tile_batch)
     self.compiled: dict[tuple, Any] = {}
     model = build_model(arch)
-    self.matmul_1x1 = bool(matmul_1x1)
+    self.fast_paths = bool(fast_paths)
 
     def fn(p, x):
-      if not self.matmul_1x1:
+      if not self.fast_paths:
         return model.apply({"params": p}, x)
-      with nn.intercept_methods(_matmul_1x1):
+      with nn.intercept_methods(_fast_forward):
         return model.apply({"params": p}, x)
     self._fn = jax.jit(fn)
 
@@ -333,4 +510,6 @@ def measure_tiling_error(upscaler: Upscaler, lr: np.ndarray, tile: int) -> dict:
 
 
 __all__ = ["Upscaler", "load_upscaler", "from_export", "receptive_radius", "default_overlap",
-           "tile_windows", "pad_channels", "bake_masks", "measure_tiling_error", "DEFAULT_TILE"]
+           "tile_windows", "pad_channels", "conv_path", "apply_conv",
+           "default_channel_multiple",
+           "conv_by_taps", "conv_by_shifted_outputs", "bake_masks", "measure_tiling_error", "DEFAULT_TILE"]

@@ -53,19 +53,59 @@ def test_forward_equals_apply_without_masks(pruned_params):
   assert list(up.compiled) == [(2, 19, 23, 3)]
 
 
-def test_1x1_convs_run_as_matmuls_with_the_same_output(pruned_params):
-  from fmp_jax.pruning import complexity
-  layers = complexity.layer_table(PRUNED)
-  n_1x1 = sum(l.kernel[0] == 1 for l in layers)
-  assert n_1x1 == 2 * 4  # per block: conv_1x1 + ESA reduce, cross, expand
-  fast = inference.Upscaler(pruned_params, PRUNED, tile=None)
-  plain = inference.Upscaler(pruned_params, PRUNED, tile=None, matmul_1x1=False,
+def test_fast_paths_replace_convolutions_with_the_same_output(pruned_params):
+  # PRUNED at the default padding (widths 16, 8, 16) has 19 convs: head, per
+  # block conv_a, conv_b, conv_1x1 and ESA's reduce, cross, down, mid, expand,
+  # then body_end and upsample. The four 1x1 per block become matmuls and the
+  # 3->16 head runs as multiply-adds; 2 * 4 (conv_a, conv_b, down, mid) +
+  # body_end + upsample = 10 remain XLA convolutions.
+  fast = inference.Upscaler(pruned_params, PRUNED, tile=None, channel_multiple=8)
+  plain = inference.Upscaler(pruned_params, PRUNED, tile=None, fast_paths=False,
                              channel_multiple=1)  # the plain path: what fmp_jax.apply runs
   count = lambda up: up.lowered((1, 20, 20, 3)).as_text().count("stablehlo.convolution")
-  assert count(plain) == len(layers) and count(fast) == len(layers) - n_1x1
+  assert count(plain) == 19 and count(fast) == 10
   x = lr_image(20, 20)[None]
   np.testing.assert_allclose(np.asarray(fast.forward(x)), np.asarray(plain.forward(x)),
-                             rtol=0, atol=1e-6)
+                             rtol=0, atol=2e-6)
+
+
+def test_narrow_blocks_run_without_convolutions_and_stay_unpadded():
+  # Inner widths 1 and 3 (as an FMP search leaves nearly removed blocks): conv_a
+  # (11->1, 11->3) takes the shifted-outputs matmul, conv_b (1->11, 3->11) the
+  # multiply-adds, and neither group is padded to 8; the stream 11 is (16).
+  arch = Arch(blocks=2, channels=16, esa_channels=8, scale=3,
+              widths={"stream": 11, "block_0.inner": 1, "block_1.inner": 3})
+  params = fmp_jax.init_params(arch, seed=4)
+  up = inference.Upscaler(params, arch, tile=None, channel_multiple=8)
+  assert dict(up.arch.widths) == {"stream": 16, "block_0.inner": 1, "block_1.inner": 3}
+  # left as convolutions: ESA down and mid per block, body_end, upsample
+  assert up.lowered((1, 20, 20, 3)).as_text().count("stablehlo.convolution") == 2 * 2 + 2
+  x = lr_image(20, 22)[None]
+  np.testing.assert_allclose(np.asarray(up.forward(x)),
+                             np.asarray(fmp_jax.apply(params, arch, x)), rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("k,c_in,c_out,path", [
+    (3, 1, 16, "taps"), (3, 3, 7, "taps"), (3, 9, 1, "shifted_outputs"), (3, 16, 4, "shifted_outputs"),
+    (5, 6, 2, "shifted_outputs"), (3, 4, 5, "conv"), (1, 16, 16, "matmul"), (1, 2, 3, "matmul")])
+def test_conv_paths_equal_xla_convolution(k, c_in, c_out, path):
+  import jax
+  assert inference.conv_path((k, k, c_in, c_out), 1, "SAME") == path
+  rng = np.random.default_rng(k * 100 + c_in * 10 + c_out)
+  x = rng.standard_normal((2, 9, 13, c_in)).astype(np.float32)
+  kernel = rng.standard_normal((k, k, c_in, c_out)).astype(np.float32)
+  want = np.asarray(jax.lax.conv_general_dilated(
+      x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      precision=jax.lax.Precision.HIGHEST))
+  # Direct sum over taps in float64, independent of both implementations.
+  xp = np.pad(x.astype(np.float64), ((0, 0), (k // 2, k // 2), (k // 2, k // 2), (0, 0)))
+  direct = sum(xp[:, i:i + 9, j:j + 13] @ kernel[i, j].astype(np.float64)
+               for i in range(k) for j in range(k))
+  np.testing.assert_allclose(want, direct, rtol=0, atol=1e-4)
+  for fn in (inference.conv_by_taps, inference.conv_by_shifted_outputs):
+    np.testing.assert_allclose(np.asarray(fn(x, kernel)), direct, rtol=0, atol=1e-4)
+  assert inference.conv_path((3, 3, 2, 2), 2, "SAME") == "conv"   # strided
+  assert inference.conv_path((3, 3, 2, 2), 1, "VALID") == "conv"  # unpadded
 
 
 def test_loaded_export_bakes_masks_and_matches_the_masked_model(tmp_path, pruned_params):
@@ -165,6 +205,8 @@ def test_tile_batch_pads_the_last_batch():
 def test_channel_padding_is_exact(pruned_params):
   padded, arch8 = inference.pad_channels(pruned_params, PRUNED, 8)
   assert dict(arch8.widths) == {"stream": 16, "block_0.inner": 8, "block_1.inner": 16}
+  _, arch_min = inference.pad_channels(pruned_params, PRUNED, 8, min_width=6)
+  assert dict(arch_min.widths) == {"stream": 16, "block_0.inner": 5, "block_1.inner": 16}
   x = lr_image(20, 24)[None]
   np.testing.assert_allclose(np.asarray(fmp_jax.apply(padded, arch8, x)),
                              np.asarray(fmp_jax.apply(pruned_params, PRUNED, x)),
