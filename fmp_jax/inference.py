@@ -331,6 +331,18 @@ def _fast_forward(next_fun, args, kwargs, context):
                     module.strides, module.padding)
 
 
+# LR pixels per compiled call above which a batch is split into sequential calls.
+# On CPU one 360x640 image already fills both cores with large matmuls; a batch
+# of 4 ran 16 % (pruned ESRB-6) and 4 % (dense) slower per image than single
+# images and needs 4x the memory. Accelerators: no split.
+MAX_CALL_PIXELS = {"cpu": 1 << 18}
+
+
+def default_max_call_pixels(backend: Optional[str] = None) -> Optional[int]:
+  """`Upscaler`'s default batch-splitting threshold on `backend` (None: never split)."""
+  return MAX_CALL_PIXELS.get(backend or jax.default_backend())
+
+
 # Width padding that ran fastest per backend (bench/inference.py --channel-multiples):
 # XLA:CPU (YNNPACK) on AVX-512 at 8, an H200 at 32. Other backends: unmeasured, 8.
 CHANNEL_MULTIPLE = {"cpu": 8, "gpu": 32}
@@ -351,6 +363,10 @@ class Upscaler:
     overlap: LR context px kept on each inner side of a window; default
       `default_overlap(arch)`.
     tile_batch: windows per compiled call.
+    max_call_pixels: `forward` runs a batch of more than this many LR pixels
+      as consecutive calls of as many whole images as fit (at least one);
+      same output. Default "auto": `default_max_call_pixels()`, 2**18 on
+      CPU and no split elsewhere; None never splits.
     channel_multiple: zero-pad pruned widths up to this multiple
       (`pad_channels`; exact). Default `default_channel_multiple()`: 8 on
       CPU (stream 162 -> 168 ran 15 % faster, 16 and 32 slower), 32 on GPU
@@ -367,7 +383,8 @@ class Upscaler:
 
   def __init__(self, params: Mapping, arch: Arch, tile: Optional[int] = DEFAULT_TILE,
                overlap: Optional[int] = None, tile_batch: int = 1,
-               channel_multiple: Optional[int] = None, fast_paths: bool = True):
+               channel_multiple: Optional[int] = None, fast_paths: bool = True,
+               max_call_pixels: Any = "auto"):
     if channel_multiple is None:
       channel_multiple = default_channel_multiple()
     if channel_multiple > 1:
@@ -389,6 +406,8 @@ class Upscaler:
     if tile_batch < 1:
       raise ValueError(f"tile_batch={tile_batch} must be >= 1.")
     self.tile_batch = int(tile_batch)
+    self.max_call_pixels = (default_max_call_pixels() if max_call_pixels == "auto"
+                            else max_call_pixels)
     self.compiled: dict[tuple, Any] = {}
     model = build_model(arch)
     self.fast_paths = bool(fast_paths)
@@ -426,7 +445,17 @@ class Upscaler:
     if min(lr.shape[1:3]) < MIN_LR_SIDE:
       raise ValueError(f"LR input {lr.shape[1]}x{lr.shape[2]} is below the models' minimum "
                        f"{MIN_LR_SIDE}x{MIN_LR_SIDE} px.")
-    return self.executable(lr.shape)(self.params, lr)
+    outs, start = [], 0
+    for shape in self.call_shapes(lr.shape):
+      outs.append(self.executable(shape)(self.params, lr[start:start + shape[0]]))
+      start += shape[0]
+    return outs[0] if len(outs) == 1 else jnp.concatenate(outs)
+
+  def call_shapes(self, shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The compiled calls `forward` makes for an LR batch of `shape`, in order (see max_call_pixels)."""
+    n, h, w, c = (int(v) for v in shape)
+    per_call = n if not self.max_call_pixels else max(1, self.max_call_pixels // (h * w))
+    return [(min(per_call, n - i), h, w, c) for i in range(0, n, per_call)]
 
   # --- images -----------------------------------------------------------------
   def upscale(self, img, tile: Any = "default", clip: bool = True) -> np.ndarray:
@@ -511,5 +540,5 @@ def measure_tiling_error(upscaler: Upscaler, lr: np.ndarray, tile: int) -> dict:
 
 __all__ = ["Upscaler", "load_upscaler", "from_export", "receptive_radius", "default_overlap",
            "tile_windows", "pad_channels", "conv_path", "apply_conv",
-           "default_channel_multiple",
+           "default_channel_multiple", "default_max_call_pixels",
            "conv_by_taps", "conv_by_shifted_outputs", "bake_masks", "measure_tiling_error", "DEFAULT_TILE"]

@@ -314,3 +314,17 @@ def test_compare_tool_writes_one_png(repo_root, tiny_export, tmp_path):
                       str(ppath), "--bundled", "coins", "--scale", "3", "--out", str(out)],
                      capture_output=True, text=True, env=env, timeout=120)
   assert r.returncode == 1 and "Traceback" not in r.stderr and "x2" in r.stderr
+
+
+def test_large_batches_are_split_into_whole_image_calls(pruned_params):
+  x = np.stack([lr_image(20, 24, seed=s) for s in range(5)])
+  want = np.asarray(inference.Upscaler(pruned_params, PRUNED, tile=None,
+                                       max_call_pixels=None).forward(x))
+  # 2 images of 20x24 = 960 px fit in 1000: calls of 2, 2, 1.
+  up = inference.Upscaler(pruned_params, PRUNED, tile=None, max_call_pixels=1000)
+  assert up.call_shapes(x.shape) == [(2, 20, 24, 3), (2, 20, 24, 3), (1, 20, 24, 3)]
+  np.testing.assert_allclose(np.asarray(up.forward(x)), want, rtol=0, atol=1e-6)
+  assert sorted(up.compiled) == [(1, 20, 24, 3), (2, 20, 24, 3)]
+  # An image larger than the threshold still runs, alone.
+  assert up.call_shapes((3, 40, 40, 3)) == [(1, 40, 40, 3)] * 3
+  assert inference.default_max_call_pixels("gpu") is None
