@@ -34,6 +34,7 @@ import numpy as np
 from flax import serialization
 
 from fmp_jax.arch import Arch
+from fmp_jax.tree_paths import get_at, pop_at, set_at
 
 FORMAT = "fmp_jax.export"
 VERSION = 2          # newest version this code reads
@@ -50,32 +51,6 @@ class Exported:
   arch: Arch
   masks: dict
   meta: dict
-
-
-def _get(tree: Mapping, path: tuple[str, ...]):
-  for key in path:
-    if not isinstance(tree, Mapping) or key not in tree:
-      return None
-    tree = tree[key]
-  return tree
-
-
-def _pop(tree: dict, path: tuple[str, ...]) -> None:
-  """Removes the leaf at `path` and any dicts left empty above it."""
-  parents = [tree]
-  for key in path[:-1]:
-    parents.append(parents[-1][key])
-  del parents[-1][path[-1]]
-  for parent, key in zip(reversed(parents[:-1]), reversed(path[:-1])):
-    if parent[key]:
-      break
-    del parent[key]
-
-
-def _set(tree: dict, path: tuple[str, ...], value) -> None:
-  for key in path[:-1]:
-    tree = tree.setdefault(key, {})
-  tree[path[-1]] = value
 
 
 def _weight_mask_paths(masks: Mapping, prefix=()) -> list[tuple[str, ...]]:
@@ -98,8 +73,12 @@ def encode_sparse(params: dict, masks: dict) -> dict:
   """
   sparse = {}
   for layer in _weight_mask_paths(masks):
-    kernel, mask = _get(params, layer + ("kernel",)), _get(masks, layer + ("weight",))
-    if kernel is None or np.shape(kernel) != np.shape(mask):
+    mask = get_at(masks, layer + ("weight",))
+    try:
+      kernel = get_at(params, layer + ("kernel",))
+    except (KeyError, TypeError):
+      continue
+    if np.shape(kernel) != np.shape(mask):
       continue
     keep = mask != 0
     if not np.all((mask == 0) | (mask == 1)) or np.any(kernel[~keep] != 0):
@@ -107,8 +86,8 @@ def encode_sparse(params: dict, masks: dict) -> dict:
     sparse["/".join(layer)] = {"bits": np.packbits(keep.ravel()), "values": kernel[keep],
                                "shape": np.asarray(kernel.shape, np.int64),
                                "mask_dtype": str(mask.dtype)}
-    _pop(params, layer + ("kernel",))
-    _pop(masks, layer + ("weight",))
+    pop_at(params, layer + ("kernel",))
+    pop_at(masks, layer + ("weight",))
   return sparse
 
 
@@ -125,8 +104,8 @@ def decode_sparse(params: dict, masks: dict, sparse: Mapping) -> None:
                        f"kept weights.")
     kernel = np.zeros(shape, values.dtype)
     kernel[keep] = values
-    _set(params, layer + ("kernel",), kernel)
-    _set(masks, layer + ("weight",), keep.astype(str(entry.get("mask_dtype", "float32"))))
+    set_at(params, layer + ("kernel",), kernel)
+    set_at(masks, layer + ("weight",), keep.astype(str(entry.get("mask_dtype", "float32"))))
 
 
 def save(path: str, params: Mapping, arch: Arch, masks: Optional[Mapping] = None,

@@ -15,3 +15,16 @@ def set_at(tree: dict, path: Sequence[str], value: Any) -> None:
   for part in path[:-1]:
     tree = tree.setdefault(part, {})
   tree[path[-1]] = value
+
+
+def pop_at(tree: dict, path: Sequence[str]) -> Any:
+  """Removes and returns the value at `path`, then drops the dicts this leaves empty."""
+  parents = [tree]
+  for part in path[:-1]:
+    parents.append(parents[-1][part])
+  value = parents[-1].pop(path[-1])
+  for parent, part in zip(reversed(parents[:-1]), reversed(path[:-1])):
+    if parent[part]:
+      break
+    del parent[part]
+  return value
