@@ -17,6 +17,7 @@ def get_config(arg=None):
   c.model.blocks = 8
   c.model.channels = 128
   c.model.scale = 4
+  c.model.prune_upsampler = True  # DHP's --prune_upsampler: the upsampler follows the stream
   c.budget.keep = 0.6
   c.search.latent_lr = 1e-4  # a long search, as the ESRB paper configs
   return c

@@ -22,6 +22,11 @@ share a group (and one channel vector during the search):
   ``prune_esa`` is set).
 * fixed groups that are never pruned: ``rgb_in`` (3), ``rgb_out`` (3) and the
   upsampler's internal widths.
+* tied groups (EDSR with ``prune_upsampler``, as DHP's ``--prune_upsampler``):
+  each upsampler conv's output ``upsample_{j}`` follows the stream, every
+  stream channel repeated r*r times (the sub-pixels pixel shuffle gathers
+  into that channel), and ``upsample_{j}.shuffled`` is the stream itself.
+  They have no channel vector of their own.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from __future__ import annotations
 import dataclasses
 import json
 from typing import Any, Mapping, Optional
+
+import numpy as np
 
 MODELS = ("esrb", "edsr")
 SCALES = (2, 3, 4)
@@ -40,10 +47,16 @@ class ArchError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Group:
-  """A channel group: `size` is its full (unpruned) width."""
+  """A channel group: `size` is its full (unpruned) width.
+
+  A tied group (``tied_to`` set) keeps the channels of group ``tied_to``, each
+  repeated ``repeat`` times in a row (channel k follows channel k // repeat).
+  """
   name: str
   size: int
   prunable: bool
+  tied_to: Optional[str] = None
+  repeat: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +70,8 @@ class Arch:
     scale: upscaling factor (2, 3 or 4).
     esa_channels: ESRB's ESA width f (ignored by EDSR).
     prune_esa: whether ESA's inner width is a prunable group.
+    prune_upsampler: EDSR only: the upsampler convs' outputs follow the
+      stream's channels (DHP's ``--prune_upsampler``).
     rgb_range: pixel range the model sees, 1.0 for [0,1] or 255.0.
     widths: after pruning, the kept width of each prunable group (missing
       groups keep their full size). ``None`` means dense.
@@ -67,6 +82,7 @@ class Arch:
   scale: int = 2
   esa_channels: int = 16
   prune_esa: bool = False
+  prune_upsampler: bool = False
   rgb_range: float = 1.0
   widths: Optional[Mapping[str, int]] = None
 
@@ -79,6 +95,9 @@ class Arch:
       value = getattr(self, field)
       if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ArchError(f"Arch.{field}={value!r} must be a positive integer.")
+    if self.prune_upsampler and self.model != "edsr":
+      raise ArchError("Arch.prune_upsampler=True applies to EDSR only; ESRB's upsampler writes "
+                      "the 3*s*s output sub-pixels, which are never pruned.")
     if self.rgb_range <= 0:
       raise ArchError(f"Arch.rgb_range={self.rgb_range!r} must be positive (1.0 or 255.0).")
     if self.widths is not None:
@@ -114,19 +133,35 @@ class Arch:
     if self.model == "esrb":
       groups.append(Group("upsample", 3 * s * s, False))
     else:
+      tie = "stream" if self.prune_upsampler else None
       for j, r in enumerate(edsr_upsample_factors(s)):
-        groups.append(Group(f"upsample_{j}", r * r * c, False))
-        groups.append(Group(f"upsample_{j}.shuffled", c, False))
+        groups.append(Group(f"upsample_{j}", r * r * c, False, tie, r * r))
+        groups.append(Group(f"upsample_{j}.shuffled", c, False, tie, 1))
     return {g.name: g for g in groups}
+
+  def tied_groups(self) -> dict[str, Group]:
+    """The groups whose channels follow another group's (see the module docstring)."""
+    return {name: g for name, g in self.groups().items() if g.tied_to is not None}
+
+  def expand_tied(self, vectors: Mapping[str, Any], xp=np) -> dict[str, Any]:
+    """`vectors` (group -> (C,) mask or latent) plus the tied groups' repeated copies."""
+    out = dict(vectors)
+    for name, g in self.tied_groups().items():
+      if g.tied_to in vectors:
+        out[name] = xp.repeat(vectors[g.tied_to], g.repeat)
+    return out
 
   def prunable_groups(self) -> list[str]:
     return [name for name, g in self.groups().items() if g.prunable]
 
   def width(self, group: str) -> int:
     """The built width of `group` (its pruned width if one is set)."""
+    g = self.groups()[group]
+    if g.tied_to is not None:
+      return g.repeat * self.width(g.tied_to)
     if self.widths is not None and group in self.widths:
       return int(self.widths[group])
-    return self.groups()[group].size
+    return g.size
 
   @property
   def is_pruned(self) -> bool:

@@ -21,7 +21,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Backbone (fmp_jax.Arch fields; `name` is the model family).
   c.model = ml_collections.ConfigDict(dict(
       name="esrb", blocks=6, channels=256, scale=2, esa_channels=16,
-      prune_esa=False, rgb_range=1.0))
+      prune_esa=False, prune_upsampler=False, rgb_range=1.0))
 
   # What must REMAIN after pruning (fmp_jax.Budget).
   c.budget = ml_collections.ConfigDict(dict(

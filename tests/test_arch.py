@@ -48,3 +48,10 @@ def test_groups():
   assert "block_0.esa" in Arch(blocks=2, prune_esa=True).prunable_groups()
   edsr = Arch(model="edsr", blocks=1, channels=8, scale=4)
   assert edsr.groups()["upsample_1"].size == 32 and not edsr.groups()["upsample_1"].prunable
+
+
+def test_prune_upsampler_is_for_edsr():
+  with pytest.raises(ArchError, match="prune_upsampler"):
+    Arch(model="esrb", prune_upsampler=True)
+  arch = Arch(model="edsr", blocks=2, channels=8, prune_upsampler=True, widths={"stream": 4})
+  assert Arch.from_dict(arch.to_dict()) == arch

@@ -143,3 +143,60 @@ def test_count_tool_bad_input_is_one_clear_line(repo_root, args, needle):
   assert out.returncode != 0
   assert "Traceback" not in out.stderr
   assert needle in out.stderr
+
+
+def edsr_closed_form(s, stream, inner, lr_hw):
+  """EDSR params/MACs by hand with the upsampler pruned with the stream (its convs
+  write r*r copies of each kept stream channel)."""
+  h, w = lr_hw
+  pix = h * w
+  params = 9 * 3 * stream + stream                                   # head
+  macs = 9 * 3 * stream * pix
+  for i in inner:                                                    # conv_a, conv_b
+    params += 9 * stream * i + i + 9 * i * stream + stream
+    macs += 2 * 9 * stream * i * pix
+  params += 9 * stream * stream + stream                             # body_end
+  macs += 9 * stream * stream * pix
+  res = pix
+  for r in {2: (2,), 3: (3,), 4: (2, 2)}[s]:                          # upsampler convs
+    params += 9 * stream * r * r * stream + r * r * stream
+    macs += 9 * stream * r * r * stream * res
+    res *= r * r
+  params += 9 * stream * 3 + 3                                       # tail, at HR
+  macs += 9 * stream * 3 * res
+  return params, macs
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_edsr_upsampler_pruned_with_the_stream_closed_form(scale):
+  dense = Arch(model="edsr", blocks=8, channels=128, scale=scale, prune_upsampler=True)
+  # Dense: the paper-convention counts are unchanged by the option.
+  assert (complexity.count(dense).params, complexity.count(dense).flops) == \
+      PAPER[("edsr", 8, 128, scale)]
+  inner = [128, 100, 77, 64, 128, 5, 33, 90]
+  pruned = dense.with_widths({"stream": 57, **{f"block_{i}.inner": c for i, c in enumerate(inner)}})
+  lr_hw = complexity.lr_size_for(scale)
+  counts = complexity.count(pruned)
+  assert (counts.params, counts.flops) == edsr_closed_form(scale, 57, inner, lr_hw)
+  assert counts.params == complexity.param_count(abstract_params(pruned))
+  # Masking the same channels at full width counts the same.
+  stream = np.zeros(128, np.int64)
+  stream[::2][:57] = 1
+  masked = complexity.count(dense, channel_masks={"stream": stream, **{
+      f"block_{i}.inner": np.r_[np.ones(c), np.zeros(128 - c)] for i, c in enumerate(inner)}})
+  assert masked == counts
+
+
+def test_tied_upsampler_groups():
+  arch = Arch(model="edsr", blocks=1, channels=8, scale=4, prune_upsampler=True,
+              widths={"stream": 3})
+  assert arch.prunable_groups() == ["stream", "block_0.inner"]
+  assert arch.width("upsample_0") == 12 and arch.width("upsample_1.shuffled") == 3
+  assert complexity.count(arch.dense()).params == complexity.count(
+      Arch(model="edsr", blocks=1, channels=8, scale=4)).params
+  expanded = arch.expand_tied({"stream": np.array([1, 0, 1])})
+  np.testing.assert_array_equal(expanded["upsample_0"], [1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1])
+  np.testing.assert_array_equal(expanded["upsample_1.shuffled"], [1, 0, 1])
+  # Without the option the upsampler keeps its full width.
+  plain = Arch(model="edsr", blocks=1, channels=8, scale=4, widths={"stream": 3})
+  assert plain.width("upsample_0") == 32

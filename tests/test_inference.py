@@ -328,3 +328,18 @@ def test_large_batches_are_split_into_whole_image_calls(pruned_params):
   # An image larger than the threshold still runs, alone.
   assert up.call_shapes((3, 40, 40, 3)) == [(1, 40, 40, 3)] * 3
   assert inference.default_max_call_pixels("gpu") is None
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_padding_an_edsr_whose_upsampler_follows_the_stream(scale):
+  arch = Arch(model="edsr", blocks=1, channels=16, scale=scale, prune_upsampler=True,
+              widths={"stream": 5, "block_0.inner": 7})
+  params = fmp_jax.init_params(arch, seed=2)
+  padded, arch8 = inference.pad_channels(params, arch, 8)
+  assert arch8.width("upsample_0") == 4 * 8
+  x = lr_image(16, 15)[None]
+  np.testing.assert_allclose(np.asarray(fmp_jax.apply(padded, arch8, x)),
+                             np.asarray(fmp_jax.apply(params, arch, x)), rtol=0, atol=1e-5)
+  up = inference.Upscaler(params, arch)
+  np.testing.assert_allclose(up(x[0]), np.asarray(fmp_jax.apply(params, arch, x))[0],
+                             rtol=0, atol=1e-4)

@@ -126,3 +126,27 @@ def test_too_small_input_is_a_clear_error():
   arch = Arch(blocks=1, channels=8, esa_channels=4)
   with pytest.raises(ValueError, match="15x15"):
     fmp_jax.apply(fmp_jax.init_params(arch), arch, jnp.zeros((1, 10, 10, 3)))
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_edsr_upsampler_pruned_with_the_stream(scale):
+  """The upsampler conv keeps the r*r outputs of each kept stream channel (DHP's
+  --prune_upsampler); the sliced model equals the masked full-width one."""
+  arch = Arch(model="edsr", blocks=1, channels=6, scale=scale, prune_upsampler=True)
+  params = fmp_jax.init_params(arch, seed=5)
+  stream = np.array([1, 4, 5])
+  keep = {"stream": stream, "block_0.inner": np.array([0, 2, 3, 5])}
+  rates = {2: (2,), 3: (3,), 4: (2, 2)}[scale]
+  for j, r in enumerate(rates):   # pixel shuffle reads conv channel c*r*r + k into channel c
+    keep[f"upsample_{j}"] = np.array([c * r * r + k for c in stream for k in range(r * r)])
+    keep[f"upsample_{j}.shuffled"] = stream
+  small = slice_by_hand(params, arch, keep)
+  small_arch = arch.with_widths({"stream": 3, "block_0.inner": 4})
+  x = lr_batch(n=1, h=9, w=7)
+  masks = {g: jnp.zeros(6).at[keep[g]].set(1.0) for g in ("stream", "block_0.inner")}
+  masked = fmp_jax.apply(params, arch, x, masks={"channels": masks})
+  np.testing.assert_allclose(fmp_jax.apply(small, small_arch, x), masked, atol=1e-5)
+  from fmp_jax.pruning import surgery
+  sliced, sliced_arch, _ = surgery.slice_model(arch, params, masks)
+  assert sliced_arch == small_arch
+  jax.tree.map(np.testing.assert_array_equal, sliced, small)

@@ -35,7 +35,8 @@ class EDSR(nn.Module):
   @nn.compact
   def __call__(self, lr: jax.Array) -> jax.Array:
     arch = self.arch
-    channel_masks = read_channel_masks(self)
+    # The upsampler's masks follow the stream's when it is pruned with it.
+    channel_masks = arch.expand_tied(read_channel_masks(self), jnp)
     conv = conv_factory(arch, channel_masks)
     mean = jnp.asarray(DIV2K_RGB_MEAN, lr.dtype) * arch.rgb_range
     head = conv("head", "rgb_in", "stream")(lr - mean)

@@ -117,7 +117,8 @@ def layer_counts(layers: Sequence[ConvLayer], channel_masks: Optional[Mapping] =
   Args:
     layers: from `layer_table`.
     channel_masks: group -> (C,) keep values (0/1, or soft in [0,1]); missing
-      groups are fully kept.
+      groups are fully kept. Tied groups need their own entries
+      (`Arch.expand_tied`).
     weight_masks: layer name ("block_0/conv_a") -> HWIO keep values; missing
       layers are fully kept.
     xp: numpy for exact integer counts, jax.numpy inside jit.
@@ -155,6 +156,7 @@ def count(arch: Arch, channel_masks: Optional[Mapping] = None,
   """
   layers = layer_table(arch, None if lr_hw is None else tuple(lr_hw))
   weight_masks = flatten_weight_masks(weight_masks)
+  channel_masks = arch.expand_tied(channel_masks) if channel_masks else None
   rows = layer_counts(layers, channel_masks, weight_masks, xp=np)
   return Counts(params=int(sum(int(p) for p, _ in rows)), flops=int(sum(int(m) for _, m in rows)))
 
@@ -162,6 +164,7 @@ def count(arch: Arch, channel_masks: Optional[Mapping] = None,
 def per_layer(arch: Arch, channel_masks=None, weight_masks=None, lr_hw=None) -> list[dict]:
   """Rows {layer, kernel, out_hw, params, flops} for printing."""
   layers = layer_table(arch, None if lr_hw is None else tuple(lr_hw))
+  channel_masks = arch.expand_tied(channel_masks) if channel_masks else None
   rows = layer_counts(layers, channel_masks, flatten_weight_masks(weight_masks), xp=np)
   return [{"layer": l.name, "kernel": "x".join(map(str, l.kernel)), "in_group": l.in_group,
            "out_group": l.out_group, "out_hw": l.out_hw, "params": int(p), "flops": int(m)}

@@ -32,7 +32,7 @@ def slice_model(arch: Arch, params: Mapping, channel_masks: Mapping,
     zero, the `Arch` with the kept widths, and the nested ``masks`` collection
     of sliced weight masks (empty if none were given).
   """
-  keep = {g: np.flatnonzero(np.asarray(m)) for g, m in channel_masks.items()}
+  keep = {g: np.flatnonzero(np.asarray(m)) for g, m in arch.expand_tied(channel_masks).items()}
   for g, idx in keep.items():
     if idx.size == 0:
       raise ValueError(f"channel group {g!r} has no channel left; cannot build a zero-width layer.")
