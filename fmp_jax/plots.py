@@ -45,6 +45,12 @@ def plot_run(workdir: str, budget_keep: Optional[float] = None, metric: str = "f
     steps = [r["step"] for r in search]
     ax.plot(steps, [100 * r["params_ratio"] for r in search], label="params remaining")
     ax.plot(steps, [100 * r["flops_ratio"] for r in search], label="FLOPs remaining")
+    if all("channels_ratio" in r for r in search):
+      ax.plot(steps, [100 * r["channels_ratio"] for r in search], ls=":",
+              label="prunable channels kept")
+    if all("target_now" in r for r in search):
+      ax.plot(steps, [100 * r["target_now"] for r in search], color="0.6", lw=1,
+              label=f"scheduled target ({metric})")
     if budget_keep is not None:
       ax.axhline(100 * budget_keep, color="k", ls="--", lw=1, label=f"budget ({metric})")
     ax.set_xlabel("search step")

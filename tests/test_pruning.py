@@ -3,13 +3,12 @@
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import fmp_jax
 from fmp_jax import Arch, Budget, BudgetError
-from fmp_jax.pruning import api, complexity, hyper, search
+from fmp_jax.pruning import api, complexity, search
 from fmp_jax.pruning.budget import quantities
 from conftest import photo_batches
 
@@ -22,36 +21,12 @@ def params():
   return fmp_jax.init_params(ARCH, seed=0)
 
 
-# --- the hypernetwork and the proximal step -----------------------------------------
-
-def test_hypernetwork_reproduces_kernel_and_gives_exact_zeros():
-  rng = np.random.default_rng(0)
-  kernel = rng.normal(size=(3, 3, 4, 5)).astype(np.float32)
-  h = hyper.init_layer(kernel, embed=6, rng=rng)
-  ones_in, ones_out, u = jnp.ones(4), jnp.ones(5), jnp.ones((3, 3, 4, 5))
-  np.testing.assert_allclose(hyper.generate_kernel(h, ones_in, ones_out, u), kernel,
-                             rtol=1e-5, atol=1e-6)
-  k = hyper.generate_kernel(h, ones_in.at[1].set(0.0), ones_out.at[3].set(0.0),
-                            u.at[0, 2, 2, 1].set(0.0))
-  assert np.all(np.asarray(k[:, :, 1, :]) == 0.0)      # zero input channel entry
-  assert np.all(np.asarray(k[:, :, :, 3]) == 0.0)      # zero output channel entry
-  assert np.asarray(k[0, 2, 2, 1]) == 0.0              # zero indicator
-  assert np.count_nonzero(np.asarray(k)) == 3 * 3 * 4 * 5 - 9 * 5 - 9 * 4 + 9 - 1
-  # "pair" indicators gate a whole k x k slice.
-  kp = hyper.generate_kernel(h, ones_in, ones_out, jnp.ones((4, 5)).at[2, 0].set(0.0))
-  assert np.all(np.asarray(kp[:, :, 2, 0]) == 0.0) and np.count_nonzero(np.asarray(kp)) == 171
-
-
-def test_soft_threshold_by_hand():
-  x = jnp.asarray([0.3, -0.3, 0.05, -0.05, 0.1, 0.0])
-  np.testing.assert_allclose(search.soft_threshold(x, 0.1), [0.2, -0.2, 0.0, 0.0, 0.0, 0.0],
-                             atol=1e-7)
-  assert np.count_nonzero(np.asarray(search.soft_threshold(x, 0.1))) == 2
-
+# --- the start of the search ----------------------------------------------------------
 
 def test_step_zero_kernels_equal_given_params(params):
-  state = search.init_state(ARCH, params, search.SearchSettings(**SETTINGS))
-  full, masks = search.masked_model(ARCH, state)
+  settings = search.SearchSettings(**SETTINGS)
+  state = search.init_state(ARCH, params, settings)
+  full, masks = search.masked_model(ARCH, state, settings)
   for layer in complexity.layer_table(ARCH):
     a, b = full, params
     for part in layer.path:
@@ -126,7 +101,7 @@ def test_compact_model_equals_masked_model_and_coupling(params):
   budget = Budget(0.45)
   state = search.init_state(ARCH, params, settings)
   outcome = search.run_search(ARCH, state, budget, settings, photo_batches(seed=3), 1500)
-  full, masks = search.masked_model(ARCH, outcome.state)
+  full, masks = search.masked_model(ARCH, outcome.state, settings)
   result = api.finalize(ARCH, outcome, budget, settings)
   x = next(photo_batches(seed=9, patch=20, batch=2))[0]
   np.testing.assert_allclose(fmp_jax.apply(result.params, result.arch, x),
@@ -248,3 +223,20 @@ def test_finetune_keeps_masked_weights_at_zero(params):
     assert after["kernel"].shape == before["kernel"].shape
   assert zeros > 0
   assert not np.allclose(tuned["head"]["kernel"], result.params["head"]["kernel"])
+
+
+def test_search_prunes_gradually(params):
+  """With the default pace no step removes more than 10 % of the prunable channels,
+  and the remaining channels fall over at least 100 steps, ending at the budget."""
+  result = fmp_jax.prune(params, 0.4, arch=ARCH, data=photo_batches(seed=11), steps=1500,
+                         config=SETTINGS)
+  kept = np.array([h["channels_kept"] for h in result.history])
+  total = sum(ARCH.width(g) for g in ARCH.prunable_groups())
+  drops = -np.diff(np.r_[total, kept])
+  assert drops.max() <= 0.1 * total, drops.max()
+  falling = np.flatnonzero(drops > 0)
+  assert falling[-1] - falling[0] >= 100, falling
+  assert kept[-1] == sum(result.arch.width(g) for g in ARCH.prunable_groups())
+  # The remaining FLOPs never ran ahead of the schedule by more than one step's worth.
+  for h in result.history:
+    assert h["remaining"] >= h["target_now"] - 0.03

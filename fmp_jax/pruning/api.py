@@ -136,10 +136,10 @@ def prune(params: Mapping, budget: Union[Budget, float], *, arch: Arch,
 def finalize(arch: Arch, outcome: "search.SearchOutcome", budget: Budget,
              settings: "search.SearchSettings") -> PruneResult:
   """Generates the kernels once and slices away pruned channels."""
-  full_params, _ = search.masked_model(arch, outcome.state)
+  full_params, _ = search.masked_model(arch, outcome.state, settings)
   full_params = jax.device_get(full_params)
   channel_masks, weight_masks = search.exact_masks(arch, jax.device_get(outcome.state.latents),
-                                                   settings.indicator)
+                                                   settings)
   params, small_arch, masks = surgery.slice_model(arch, full_params, channel_masks, weight_masks)
   report = sparsity_report(params, small_arch, masks, metric=budget.metric)
   report.update(steps=outcome.steps, converged=outcome.converged, budget=dataclasses.asdict(budget))

@@ -1,0 +1,162 @@
+"""The search's named pieces, each against values worked out by hand or by the exact counter."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fmp_jax
+from fmp_jax import Arch
+from fmp_jax.pruning import baselines, complexity, hyper, latents, masks, pace, regularizer
+from fmp_jax.pruning.budget import Budget
+
+
+# --- the proximal operator -------------------------------------------------------------
+
+def test_shrink_soft_thresholds_then_applies_the_dead_zone():
+  x = jnp.asarray([0.3, -0.3, 0.104, -0.05, 0.0])
+  np.testing.assert_allclose(masks.shrink(x, 0.1, 0.0), [0.2, -0.2, 0.004, 0.0, 0.0], atol=1e-7)
+  np.testing.assert_allclose(masks.shrink(x, 0.1, 0.005), [0.2, -0.2, 0.0, 0.0, 0.0], atol=1e-7)
+
+
+def test_a_group_keeps_its_strongest_entries():
+  z = jnp.asarray([0.5, -0.02, 0.3, 0.01, 0.0, -0.4])
+  # Everything would go: the 3 largest |z| stay as they were.
+  np.testing.assert_allclose(masks.keep_strongest(z, jnp.zeros(6), 3),
+                             [0.5, 0.0, 0.3, 0.0, 0.0, -0.4], atol=0)
+  # Two entries survive the threshold; the third strongest is put back unshrunk.
+  out = masks.prox_channels({"g": z}, 0.35, 0.0, {"g": 3})["g"]
+  np.testing.assert_allclose(out, [0.15, 0.0, 0.3, 0.0, 0.0, -0.05], atol=1e-7)
+  # With enough survivors the step is plain soft-thresholding.
+  np.testing.assert_allclose(masks.prox_channels({"g": z}, 0.1, 0.0, {"g": 2})["g"],
+                             [0.4, 0.0, 0.2, 0.0, 0.0, -0.3], atol=1e-7)
+
+
+def test_expand_repeats_each_entry_over_its_channels():
+  out = masks.expand({"g": jnp.asarray([1.0, 0.0, 2.0])}, 4)["g"]
+  np.testing.assert_array_equal(out, [1, 1, 1, 1, 0, 0, 0, 0, 2, 2, 2, 2])
+
+
+# --- the hypernetwork ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("gate", ["none", "z"])
+def test_hypernetwork_reproduces_a_kernel_at_its_initial_latents(gate):
+  rng = np.random.default_rng(0)
+  kernel = rng.normal(size=(3, 3, 4, 5)).astype(np.float32)
+  z_in, z_out = rng.uniform(0.5, 1.5, 4), rng.uniform(0.5, 1.5, 5)
+  h = hyper.init_layer(kernel, 6, rng, z_in, z_out, gate)
+  out = hyper.generate_kernel(h, jnp.asarray(z_in, jnp.float32), jnp.asarray(z_out, jnp.float32),
+                              jnp.ones((3, 3, 4, 5)), gate)
+  np.testing.assert_allclose(out, kernel, rtol=1e-4, atol=1e-5)
+  # A zero indicator zeroes its weight in both forms; a zero channel entry only under the gate.
+  u = jnp.ones((3, 3, 4, 5)).at[0, 1, 2, 3].set(0.0)
+  k = hyper.generate_kernel(h, jnp.ones(4), jnp.ones(5).at[2].set(0.0), u, gate)
+  assert float(k[0, 1, 2, 3]) == 0.0
+  assert np.all(np.asarray(k[..., 2]) == 0.0) == (gate == "z")
+
+
+def test_z_gate_needs_nonzero_initial_latents():
+  with pytest.raises(ValueError, match="non-zero"):
+    hyper.init_layer(np.ones((1, 1, 2, 2), np.float32), 4, np.random.default_rng(0),
+                     np.array([1.0, 0.0]), np.ones(2), "z")
+
+
+# --- the latents' optimisers ----------------------------------------------------------------
+
+def test_rms_sgd_divides_each_kind_by_its_gradient_rms():
+  tx = latents.optimizer("rms_sgd", lr=0.1)
+  params = {"channels": {"a": jnp.ones(2)}, "weights": {"w": jnp.ones(3)}}
+  grads = {"channels": {"a": jnp.asarray([3.0, 4.0])}, "weights": {"w": jnp.asarray([1.0, 1.0, 1.0])}}
+  updates, _ = tx.update(grads, tx.init(params), params)
+  rms_c = np.sqrt((9 + 16) / 2)
+  np.testing.assert_allclose(updates["channels"]["a"], [-0.3 / rms_c, -0.4 / rms_c], rtol=1e-6)
+  np.testing.assert_allclose(updates["weights"]["w"], [-0.1] * 3, rtol=1e-6)
+
+
+def test_pruned_entries_stay_pruned():
+  out = latents.propose({"z": jnp.asarray([0.0, 0.5])}, {"z": jnp.asarray([0.3, 0.3])})
+  np.testing.assert_allclose(out["z"], [0.0, 0.8])
+
+
+def test_randn_init_never_starts_at_zero():
+  z = latents.init_channel_vectors({"g": 10_000}, "randn", np.random.default_rng(1))["g"]
+  assert np.min(np.abs(z)) >= 1e-3 and abs(float(np.std(z)) - 1.0) < 0.03
+
+
+# --- the budget term --------------------------------------------------------------------------
+
+def test_straight_through_value_is_the_hard_count_and_gradient_the_marginal_cost():
+  arch = Arch(model="edsr", blocks=1, channels=4, scale=2)
+  counter = regularizer.Counter(arch)
+  inner = jnp.asarray([0.7, -0.2, 0.0, 0.4])
+  stream = jnp.ones(4)
+  metric_w = jnp.asarray([1.0, 0.0])  # params
+
+  def term(z):
+    st = regularizer.straight_through({"stream": stream, "block_0.inner": z})
+    terms = regularizer.budget_terms("channel", st, None, None, None, 0.5)[:1]
+    return regularizer.budget_term("straight_through", counter, terms, {"channel": 2.0}, metric_w)
+
+  value, grad = jax.value_and_grad(term)(inner)
+  dense = complexity.count(arch).params
+  hard_mask = {"block_0.inner": np.array([1, 1, 0, 1])}
+  assert float(value) == pytest.approx(2.0 * complexity.count(arch, hard_mask).params / dense)
+  # Removing one inner channel removes its conv_a filter (9*4 + 1 bias) and its
+  # conv_b input slice (9*4): 73 params, whatever the other channels do.
+  expected = 2.0 * 73 / dense * np.sign(np.asarray(inner))
+  np.testing.assert_allclose(grad, expected, rtol=1e-5)
+
+
+def test_duals_follow_the_schedule():
+  duals = {"total": jnp.asarray(1.0)}
+  up = regularizer.update_duals(duals, {"total": True}, {"total": False}, 0.1)
+  down = regularizer.update_duals(duals, {"total": True}, {"total": True}, 0.1)
+  same = regularizer.update_duals(duals, {"total": False}, {"total": False}, 0.1)
+  assert float(up["total"]) == pytest.approx(np.exp(0.1))
+  assert float(down["total"]) == pytest.approx(np.exp(-0.1))
+  assert float(same["total"]) == 1.0
+
+
+# --- the pace ---------------------------------------------------------------------------------
+
+def test_cubic_schedule_by_hand():
+  t = lambda step: float(pace.scheduled_target(0.3, step, 100, 0.1))
+  assert t(0) == 1.0 and t(10) == 1.0
+  assert t(55) == pytest.approx(0.3 + 0.7 * 0.5 ** 3)
+  assert t(100) == pytest.approx(0.3) and t(500) == pytest.approx(0.3)
+  assert float(pace.scheduled_target(0.3, 7, 0, 0.1)) == 0.3
+
+
+def test_landing_takes_the_largest_step_that_does_not_cross():
+  q = lambda a: 1.0 - 0.5 * jnp.floor(jnp.asarray(a) * 10) / 10   # falls in steps of 0.05
+  alpha = float(pace.landing_alpha(q, 0.8, 0.0, 30))
+  assert 0.4 <= alpha < 0.5 and float(q(alpha)) >= 0.8 - 1e-6
+  assert float(pace.landing_alpha(q, 0.4, 0.0, 30)) == 1.0      # the full step is fine
+  assert float(pace.landing_alpha(q, 1.2, 0.0, 30)) == 0.0      # already met: no step
+
+
+# --- the baselines ------------------------------------------------------------------------------
+
+def test_uniform_widths_are_the_widest_that_fit():
+  arch = Arch(blocks=3, channels=32, esa_channels=16, scale=2)
+  budget = Budget(0.3)
+  widths = baselines.uniform_widths(arch, budget)
+  assert set(widths.values()) == {16}
+  dense = complexity.count(arch).flops
+  assert complexity.count(arch.with_widths(widths)).flops <= 0.3 * dense
+  wider = {g: 17 for g in widths}
+  assert complexity.count(arch.with_widths(wider)).flops > 0.3 * dense
+  assert set(baselines.uniform_widths(arch, budget, multiple=8).values()) == {16}
+
+
+def test_l1_norm_keeps_the_largest_filters_summed_over_coupled_layers():
+  arch = Arch(model="edsr", blocks=1, channels=4, scale=2)
+  params = jax.tree.map(lambda x: np.zeros(x.shape, np.float32), fmp_jax.init_params(arch))
+  params["block_0"]["conv_a"]["kernel"][..., 1] = 1.0      # inner channel 1: largest
+  params["block_0"]["conv_a"]["kernel"][0, 0, 0, 3] = 5.0  # inner channel 3: 5 < 9*4
+  params["head"]["kernel"][..., 2] = 0.1                   # stream: head ...
+  params["body_end"]["kernel"][0, 0, 0, 0] = 2.0           # ... and body_end add up
+  out = baselines.magnitude_channel_masks(params, arch, {"block_0.inner": 2, "stream": 1})
+  np.testing.assert_array_equal(out["block_0.inner"], [0, 1, 0, 1])
+  # head's channel 2 (27 * 0.1 = 2.7) beats body_end's channel 0 (2.0).
+  np.testing.assert_array_equal(out["stream"], [0, 0, 1, 0])
