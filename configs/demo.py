@@ -15,8 +15,8 @@ def get_config(arg=None):
   c = base_config()
   c.model.update(blocks=3, channels=32, esa_channels=16, scale=2)
   c.budget.update(keep=0.3, metric="flops", criterion="total")
-  c.search.update(max_steps=3000, batch_size=8, patch_size=32, lr=1e-3, latent_lr=0.005,
-                  hyper_embed=4, log_every=50, checkpoint_every=200)
+  c.search.update(max_steps=3000, batch_size=8, patch_size=32, lr=1e-3, latent_lr=0.01,
+                  pace_steps=400, log_every=25, checkpoint_every=200)
   c.finetune.update(steps=3000, batch_size=8, patch_size=32, lr=1e-3, lr_halve_every=1000,
                     log_every=100, checkpoint_every=500)
   c.data.update(train="bundled", eval_sets=("bundled",))

@@ -1,0 +1,409 @@
+"""FMP against simpler ways of reaching the same budget: the ablation that decides method choices.
+
+  python bench/ablation.py                                  # ESRB-3-32 x2, keep 0.3 FLOPs, 3 seeds
+  python bench/ablation.py --keep 0.15 --json abl_015.json
+  python bench/ablation.py --arms fmp_total,l1norm --set search.channel_l1=0.3
+  python bench/ablation.py --quick                          # seconds-sized, for tests
+
+Every arm gets the same data (the bundled TRAIN photos, patches drawn from
+`(seed, step)`), the same batch and patch, and the same total number of
+gradient steps T. A run is two phases:
+
+* phase 1 (S steps, the configured search length, Adam at ``search.lr``):
+  FMP's search for the FMP arms (it stops when its budget criterion holds,
+  after s <= S... steps), plain dense training for the baselines;
+* phase 2 (T - s steps; s = S for every non-FMP arm): fine-tuning of the
+  pruned (or small) model with the config's fine-tune recipe.
+
+Arms:
+  fmp_<criterion>   FMP search under criterion total, channel, weight or
+                    total_fixed, then fine-tuning (fmp_total_m4/_m8: with
+                    search.channel_multiple 4/8)
+  fmp_scratch       the structure fmp_total found (widths and weight masks),
+                    re-initialised and trained both phases (Liu et al., ICLR
+                    2019, "Rethinking the value of network pruning")
+  uniform           every group at the same width fraction, the widest that
+                    fits the budget, trained both phases from scratch
+  l1norm            dense phase 1, then each group's largest-L1-norm channels
+                    at the uniform widths (Li et al., ICLR 2017), phase 2
+  random            dense phase 1, then random channels at the uniform widths
+  l1mag_c<X>        dense phase 1, l1norm channels at the uniform widths that
+                    keep X of the metric, then each layer's smallest weights
+                    (the same fraction everywhere) down to the budget
+  dense             the unpruned model, both phases (not within the budget)
+
+Scores: PSNR/SSIM (Y, border = scale, 8-bit) on the held-out bundled EVAL
+photos. Runs go to --cache (one JSON per arm and seed), so an interrupted
+ablation resumes; independent runs go to --jobs worker processes, each pinned
+to one CPU core (XLA's CPU convolutions gain little from a second core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+FMP_CRITERIA = ("total", "channel", "weight", "total_fixed")
+ARMS = (tuple(f"fmp_{c}" for c in FMP_CRITERIA)
+        + ("fmp_scratch", "uniform", "l1norm", "random", "dense"))
+EXTRA_ARMS = ("fmp_total_m4", "fmp_total_m8", "l1mag_c0.5", "l1mag_c0.6", "l1mag_c0.75")
+DEPENDS = {"fmp_scratch": "fmp_total"}
+BASELINE_FIELDS = ("lr", "batch_size", "patch_size")
+
+
+# --- the experiment's description ------------------------------------------------------
+
+def parse_arch(text: str, scale: int) -> dict:
+  model, blocks, channels = text.lower().split("-")
+  return dict(model=model, blocks=int(blocks), channels=int(channels), scale=scale,
+              esa_channels=16 if model == "esrb" else 16)
+
+
+def load_recipe(path: str, overrides: list[str]) -> dict:
+  """The search/fine-tune recipe of a config file (default configs/demo.py), with overrides."""
+  spec = importlib.util.spec_from_file_location("ablation_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  cfg = module.get_config()
+  for item in overrides:
+    key, _, value = item.partition("=")
+    section, _, field = key.partition(".")
+    if section not in ("search", "finetune") or field not in cfg[section]:
+      raise SystemExit(f"--set {item!r}: expected search.<field>=value or finetune.<field>=value "
+                       f"with a field of {path}.")
+    old = cfg[section][field]
+    cfg[section][field] = type(old)(json.loads(value)) if not isinstance(old, str) else value
+  # Logging and checkpoint intervals do not change results: left out of run keys.
+  drop = ("log_every", "checkpoint_every")
+  return {section: {k: v for k, v in cfg[section].to_dict().items() if k not in drop}
+          for section in ("search", "finetune")}
+
+
+def run_key(spec: dict) -> str:
+  return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# --- one run (in a worker process) -------------------------------------------------------
+
+def _train(params, arch, masks, sampler, steps, lr, halve_every=None):
+  from fmp_jax import finetuning
+  if steps <= 0:
+    return params
+  return finetuning.finetune(params, arch, masks, sampler, steps, lr=lr, halve_every=halve_every)
+
+
+def run_one(spec: dict, cache: str) -> dict:
+  """Trains and scores one (arm, seed); returns the row as a dict."""
+
+  import fmp_jax
+  from fmp_jax import data, evaluation
+  from fmp_jax.pruning import baselines, surgery
+
+  t0 = time.time()
+  arm, seed = spec["arm"], spec["seed"]
+  arch = fmp_jax.Arch(**spec["arch"])
+  budget = fmp_jax.Budget(**spec["budget"])
+  search_cfg, tune_cfg = dict(spec["recipe"]["search"]), spec["recipe"]["finetune"]
+  total, planned = spec["steps"], spec["search_steps"]
+  batch, patch = search_cfg["batch_size"], search_cfg["patch_size"]
+  phase1 = data.bundled_patches(arch.scale, patch, batch, seed=seed)
+  phase2 = data.bundled_patches(arch.scale, tune_cfg["patch_size"], tune_cfg["batch_size"],
+                                seed=seed + 1)
+  params = fmp_jax.init_params(arch, seed=seed)
+  masks, history, search_steps = {}, [], planned
+
+  if arm.startswith("fmp_") and arm != "fmp_scratch":
+    criterion, _, multiple = arm[4:].partition("_m")
+    if multiple:
+      search_cfg["channel_multiple"] = int(multiple)
+    b = dict(spec["budget"], criterion=criterion)
+    if criterion == "total_fixed":
+      b["channel_keep"] = spec["channel_keep"]
+    result = fmp_jax.prune(params, fmp_jax.Budget(**b), arch=arch, data=phase1,
+                           steps=spec["max_search_steps"], seed=seed, config=search_cfg)
+    search_steps = result.report["steps"]
+    history = [{k: h[k] for k in ("step", "remaining", "channels_kept") if k in h}
+               for h in result.history]
+    params, small, masks = result.params, result.arch, result.masks
+  elif arm == "fmp_scratch":
+    found = fmp_jax.load(os.path.join(cache, spec["structure_from"] + ".msgpack"))
+    small, masks = found.arch, found.masks
+    params = fmp_jax.init_params(small, seed=seed)
+    params = _train(params, small, masks, phase1, planned, search_cfg["lr"])
+  elif arm in ("uniform", "dense"):
+    small = arch if arm == "dense" else arch.with_widths(baselines.uniform_widths(arch, budget))
+    params = fmp_jax.init_params(small, seed=seed)
+    params = _train(params, small, None, phase1, planned, search_cfg["lr"])
+  elif arm.startswith("l1mag_c"):
+    params = _train(params, arch, None, phase1, planned, search_cfg["lr"])
+    channel_budget = fmp_jax.Budget(float(arm[len("l1mag_c"):]), metric=budget.metric)
+    cmasks = baselines.magnitude_channel_masks(
+        params, arch, baselines.uniform_widths(arch, channel_budget))
+    wmasks = _weights_to_budget(params, arch, budget, cmasks)
+    params, small, masks = surgery.slice_model(arch, params, cmasks, wmasks)
+  elif arm in ("l1norm", "random"):
+    params = _train(params, arch, None, phase1, planned, search_cfg["lr"])
+    widths = baselines.uniform_widths(arch, budget)
+    if arm == "l1norm":
+      cmasks = baselines.magnitude_channel_masks(params, arch, widths)
+    else:
+      cmasks = baselines.random_channel_masks(arch, widths, seed=seed)
+    params, small, masks = surgery.slice_model(arch, params, cmasks)
+  else:
+    raise ValueError(f"unknown arm {arm!r}; known: {ARMS + EXTRA_ARMS}")
+
+  fmp_jax.save_export(os.path.join(cache, run_key(spec) + ".msgpack"), params, small, masks)
+  tuned = _train(params, small, masks or None, phase2, total - search_steps,
+                 tune_cfg["lr"], tune_cfg["lr_halve_every"])
+  report = fmp_jax.sparsity_report(tuned, small, masks, metric=budget.metric)
+  scores = evaluation.evaluate_model(tuned, small, data.eval_pairs(None, "bundled", arch.scale),
+                                     masks=masks or None)["summary"]
+  return {"arm": arm, "seed": seed, "psnr": scores["psnr"], "ssim": scores["ssim"],
+          "bicubic_psnr": scores["bicubic_psnr"], "params": report["params"],
+          "flops": report["flops"], "params_ratio": report["params_ratio"],
+          "flops_ratio": report["flops_ratio"],
+          "channel_pruned_ratio": report["channel_pruned_ratio"],
+          "weight_pruned_ratio": report["weight_pruned_ratio"],
+          "widths": report["widths"] if small.widths is None else dict(small.widths),
+          "search_steps": search_steps, "finetune_steps": total - search_steps,
+          "seconds": time.time() - t0, "history": history,
+          "max_step_drop": _max_step_drop(history)}
+
+
+def _weights_to_budget(params, arch, budget, cmasks):
+  """Per-layer magnitude weight masks with the largest common kept fraction within budget."""
+  from fmp_jax.pruning import baselines, complexity
+  pick = (lambda c: c.params) if budget.metric == "params" else (lambda c: c.flops)
+  limit = budget.keep * pick(complexity.count(arch))
+  lo, hi = 0.0, 1.0
+  for _ in range(30):
+    mid = 0.5 * (lo + hi)
+    w = baselines.magnitude_weight_masks(params, arch, mid, cmasks)
+    if pick(complexity.count(arch, channel_masks=cmasks, weight_masks=w)) <= limit:
+      lo = mid
+    else:
+      hi = mid
+  return baselines.magnitude_weight_masks(params, arch, lo, cmasks)
+
+
+def _max_step_drop(history: list) -> float | None:
+  """Largest number of channels one search step removed (None without a search)."""
+  import numpy as np
+  kept = [h["channels_kept"] for h in history if "channels_kept" in h]
+  return float(np.max(-np.diff(kept), initial=0)) if len(kept) > 1 else None
+
+
+def _worker_main(spec_path: str, out_path: str) -> None:
+  with open(spec_path) as f:
+    spec = json.load(f)
+  row = run_one(spec, os.path.dirname(out_path))
+  tmp = out_path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(row, f)
+  os.replace(tmp, out_path)
+
+
+# --- scheduling ------------------------------------------------------------------------
+
+def _launch(spec: dict, cache: str, core) -> dict:
+  key = run_key(spec)
+  out = os.path.join(cache, key + ".json")
+  if os.path.exists(out):
+    with open(out) as f:
+      return json.load(f)
+  spec_path = os.path.join(cache, key + ".spec.json")
+  with open(spec_path, "w") as f:
+    json.dump(spec, f, indent=1)
+  log_path = os.path.join(cache, key + ".log")
+
+  def pin():
+    if core is not None and hasattr(os, "sched_setaffinity"):
+      os.sched_setaffinity(0, {core})
+
+  with open(log_path, "w") as log:
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", spec_path, out],
+                          stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin)
+  if proc.returncode != 0:
+    with open(log_path) as f:
+      tail = f.read()[-3000:]
+    raise RuntimeError(f"{spec['arm']} seed {spec['seed']} failed (log {log_path}):\n{tail}")
+  with open(out) as f:
+    return json.load(f)
+
+
+def run_all(specs: list[dict], cache: str, jobs: int, on_row=None) -> list[dict]:
+  """Runs the specs (a run's source first), `jobs` at a time; returns rows in spec order."""
+  os.makedirs(cache, exist_ok=True)
+  cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+  free = list(cores[:jobs]) if len(cores) >= jobs > 1 else [None] * jobs
+  keys = [run_key(s) for s in specs]
+  rows: dict[int, dict] = {}
+  pending = list(range(len(specs)))
+  running: dict = {}  # future -> (index, core)
+  with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+    while pending or running:
+      for i in list(pending):
+        dep = specs[i].get("structure_from")
+        if dep is not None and not any(keys[j] == dep and j in rows for j in range(len(specs))):
+          continue  # its source has not finished yet
+        if not free:
+          break
+        pending.remove(i)
+        core = free.pop(0)
+        running[pool.submit(_launch, specs[i], cache, core)] = (i, core)
+      if not running:
+        raise RuntimeError("ablation: runs wait for a source run that is not scheduled.")
+      done, _ = concurrent.futures.wait(list(running), return_when="FIRST_COMPLETED")
+      for fut in done:
+        i, core = running.pop(fut)
+        free.append(core)
+        rows[i] = fut.result()
+        if on_row is not None:
+          on_row(rows[i])
+  return [rows[i] for i in range(len(specs))]
+
+
+# --- the table ---------------------------------------------------------------------------
+
+def summarise(rows: list[dict], arms: list[str]) -> list[dict]:
+  out = []
+  for arm in arms:
+    mine = [r for r in rows if r["arm"] == arm]
+    if not mine:
+      continue
+    psnr = [r["psnr"] for r in mine]
+    ssim = [r["ssim"] for r in mine]
+    sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0
+    out.append({"arm": arm, "seeds": len(mine), "params": statistics.mean(r["params"] for r in mine),
+                "flops_ratio": statistics.mean(r["flops_ratio"] for r in mine),
+                "weight_pruned_ratio": statistics.mean(r["weight_pruned_ratio"] for r in mine),
+                "search_steps": statistics.mean(r["search_steps"] for r in mine),
+                "psnr": statistics.mean(psnr), "psnr_std": sd(psnr), "psnr_seeds": psnr,
+                "ssim": statistics.mean(ssim), "ssim_std": sd(ssim),
+                "minutes": statistics.mean(r["seconds"] for r in mine) / 60})
+  return out
+
+
+def format_table(summary: list[dict], bicubic: float) -> str:
+  lines = [f"{'arm':<16}{'params':>9}{'FLOPs':>8}{'by wts':>8}{'s':>6}{'PSNR (dB)':>17}"
+           f"{'SSIM':>16}{'per seed':>26}{'min/run':>9}"]
+  for s in summary:
+    seeds = " / ".join(f"{p:.3f}" for p in s["psnr_seeds"])
+    lines.append(f"{s['arm']:<16}{s['params'] / 1e3:>8.1f}K{100 * s['flops_ratio']:>7.1f}%"
+                 f"{100 * s['weight_pruned_ratio']:>7.1f}%{s['search_steps']:>6.0f}"
+                 f"{s['psnr']:>10.3f} ± {s['psnr_std']:.3f}{s['ssim']:>9.4f} ± {s['ssim_std']:.4f}"
+                 f"{seeds:>26}{s['minutes']:>9.1f}")
+  lines.append(f"bicubic: {bicubic:.3f} dB")
+  return "\n".join(lines)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--arch", default="esrb-3-32", help="model-blocks-channels, e.g. esrb-6-64")
+  parser.add_argument("--scale", type=int, default=2)
+  parser.add_argument("--keep", type=float, default=0.3, help="fraction of the metric that remains")
+  parser.add_argument("--metric", default="flops", choices=("flops", "params"))
+  parser.add_argument("--channel-keep", type=float, default=None,
+                      help="total_fixed's channel part (default: channels remove 80%% of what goes)")
+  parser.add_argument("--steps", type=int, default=3390, help="total gradient steps T per arm")
+  parser.add_argument("--search-steps", type=int, default=None,
+                      help="phase-1 length S (default: the recipe's search.pace_steps)")
+  parser.add_argument("--seeds", type=int, default=3)
+  parser.add_argument("--arms", default=",".join(ARMS),
+                      help=f"comma list of {', '.join(ARMS + EXTRA_ARMS)}")
+  parser.add_argument("--config", default=os.path.join(REPO, "configs", "demo.py"),
+                      help="config whose search/finetune recipe every arm uses")
+  parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                      help="override a recipe field, e.g. search.channel_l1=0.3 (repeatable)")
+  parser.add_argument("--jobs", type=int, default=None, help="parallel runs (default: CPU cores)")
+  parser.add_argument("--cache", default=os.path.join(REPO, "workdir_bench", "ablation"))
+  parser.add_argument("--json", default=None, help="write the table and every run here")
+  parser.add_argument("--quick", action="store_true",
+                      help="ESRB-2-16, keep 0.5, 1 seed, 100 steps: checks that every arm runs")
+  parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+  args = parser.parse_args(argv)
+  if args.worker:
+    _worker_main(*args.worker)
+    return None
+
+  overrides = list(args.set)
+  if args.quick:
+    args.arch, args.seeds, args.steps, args.keep = "esrb-2-16", 1, 100, 0.5
+    overrides = ["search.batch_size=4", "search.patch_size=24", "finetune.batch_size=4",
+                 "finetune.patch_size=24", "search.pace_steps=40", "search.latent_lr=0.05",
+                 "finetune.lr_halve_every=30"] + overrides
+  recipe = load_recipe(args.config, overrides)
+  arch = parse_arch(args.arch, args.scale)
+  if args.quick:
+    arch["esa_channels"] = 8
+  budget = {"keep": args.keep, "metric": args.metric}
+  planned = args.search_steps or int(recipe["search"].get("pace_steps") or 0)
+  if planned <= 0 or planned >= args.steps:
+    raise SystemExit(f"phase-1 length S={planned} must be in (0, T={args.steps}); pass "
+                     f"--search-steps.")
+  channel_keep = args.channel_keep or 1 - 0.8 * (1 - args.keep)
+  arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+  for a in arms:
+    if a not in ARMS + EXTRA_ARMS:
+      raise SystemExit(f"--arms: unknown arm {a!r}; known: {', '.join(ARMS + EXTRA_ARMS)}")
+  base = dict(arch=arch, budget=budget, steps=args.steps, search_steps=planned,
+              max_search_steps=max(planned, args.steps // 2) if not args.quick else 60,
+              recipe=recipe, channel_keep=channel_keep)
+  specs = []
+  order = sorted(arms, key=lambda a: a == "fmp_scratch")  # sources first
+  for seed in range(args.seeds):
+    for arm in order:
+      spec = dict(base, arm=arm, seed=seed)
+      if not arm.startswith("fmp_") or arm == "fmp_scratch":
+        # Baselines use only these search fields: their runs (and cache
+        # entries) are shared by ablations that vary the FMP search.
+        spec["recipe"] = dict(recipe, search={k: recipe["search"][k] for k in BASELINE_FIELDS})
+        spec.pop("channel_keep")
+        spec.pop("max_search_steps")
+      if arm in DEPENDS:
+        spec["structure_from"] = run_key(dict(base, arm=DEPENDS[arm], seed=seed))
+        spec["search_recipe"] = recipe["search"]  # the source's search shapes this arm
+        if DEPENDS[arm] not in arms:
+          raise SystemExit(f"--arms: {arm} needs {DEPENDS[arm]} in the same ablation.")
+      specs.append(spec)
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+  jobs = args.jobs or max(1, cores)
+  print(f"ablation: {args.arch.upper()} x{args.scale}, keep {args.keep} of {args.metric}, "
+        f"T={args.steps} steps (phase 1: S={planned}), {args.seeds} seed(s), arms {arms}, "
+        f"{jobs} job(s); recipe {os.path.relpath(args.config, REPO)} {' '.join(overrides)}",
+        flush=True)
+
+  def show(row):
+    print(f"  {row['arm']:<16} seed {row['seed']}: {row['psnr']:.3f} dB, "
+          f"{100 * row['flops_ratio']:.1f}% FLOPs, s={row['search_steps']}, "
+          f"{row['seconds'] / 60:.1f} min", flush=True)
+
+  t0 = time.time()
+  rows = run_all(specs, args.cache, jobs, on_row=show)
+  summary = summarise(rows, arms)
+  bicubic = rows[0]["bicubic_psnr"]
+  print()
+  print(format_table(summary, bicubic))
+  print(f"wall time {(time.time() - t0) / 60:.1f} min")
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump({"settings": dict(base, seeds=args.seeds, arms=arms, overrides=overrides),
+                 "summary": summary, "runs": rows}, f, indent=1)
+  return summary
+
+
+if __name__ == "__main__":
+  main()
