@@ -29,8 +29,8 @@ GMAC/s = counted MACs / second (multiply by 2 for GFLOP/s in the
 multiply+add convention).
 
 Without --export, a real FMP search prunes a fresh ESRB-6-256 to `--keep` of
-its params (criterion Total) on 24x24 LR photo patches, batch 2, with strong
-l1 settings so it lands in ~1-4 minutes on CPU, and saves the result to
+its params (criterion Total) on 24x24 LR photo patches, batch 2, with the
+search's default dynamics on a `--pace`-step schedule, and saves the result to
 `--save` (default workdir_bench/fmp_esrb6x256_x{s}.msgpack).
 """
 
@@ -64,8 +64,7 @@ def parse_args():
   g = p.add_argument_group("pruning here (no --export)")
   g.add_argument("--keep", type=float, default=0.085, help="kept fraction of params")
   g.add_argument("--steps", type=int, default=600, help="most search steps")
-  g.add_argument("--latent-lr", type=float, default=0.002)
-  g.add_argument("--l1", type=float, default=2.0, help="channel_l1 = weight_l1")
+  g.add_argument("--pace", type=int, default=400, help="search.pace_steps")
   g.add_argument("--save", default=None, help="where to write the pruned export")
   return p.parse_args()
 
@@ -78,11 +77,8 @@ def prune_here(args):
   arch = fmp_jax.Arch(scale=args.scale)
   params = fmp_jax.init_params(arch, seed=0)
 
-  # Converges near step 1/(latent_lr*l1) (entries start at 1 and shrink by
-  # latent_lr*l1 per step). latent_lr above ~0.005 diverges at full width (the
-  # RMS-normalised latent step is too large), so speed comes from a strong l1.
-  config = dict(lr=1e-4, hyper_embed=4, latent_lr=args.latent_lr,
-                channel_l1=args.l1, weight_l1=args.l1)
+  # The search's defaults; the schedule reaches the budget at step --pace.
+  config = dict(lr=1e-4, pace_steps=args.pace)
   t0 = time.perf_counter()
   last = {}
 

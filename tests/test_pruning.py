@@ -240,3 +240,13 @@ def test_search_prunes_gradually(params):
   # The remaining FLOPs never ran ahead of the schedule by more than one step's worth.
   for h in result.history:
     assert h["remaining"] >= h["target_now"] - 0.03
+
+
+def test_channel_multiple_gives_widths_in_whole_groups(params):
+  result = fmp_jax.prune(params, 0.5, arch=ARCH, data=photo_batches(seed=12), steps=1500,
+                         config=dict(SETTINGS, channel_multiple=8))
+  assert all(w % 8 == 0 for w in result.arch.widths.values()), result.arch.widths
+  assert 0.47 <= result.report["flops_ratio"] <= 0.5
+  with pytest.raises(ValueError, match="channel_multiple=5"):
+    fmp_jax.prune(params, 0.5, arch=ARCH, data=photo_batches(), steps=5,
+                  config=dict(SETTINGS, channel_multiple=5))

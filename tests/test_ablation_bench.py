@@ -1,0 +1,47 @@
+"""bench/ablation.py --quick: every arm it runs gets equal steps, the same budget, and resumes."""
+
+import json
+import os
+import subprocess
+import sys
+
+ARMS = "fmp_total,fmp_scratch,l1norm,uniform"
+
+
+def run_bench(repo_root, tmp_path):
+  out = tmp_path / "ablation.json"
+  proc = subprocess.run(
+      [sys.executable, str(repo_root / "bench" / "ablation.py"), "--quick", "--arms", ARMS,
+       "--jobs", "2", "--cache", str(tmp_path / "cache"), "--json", str(out)],
+      capture_output=True, text=True, timeout=900, cwd=repo_root)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+  return proc.stdout, json.loads(out.read_text())
+
+
+def test_quick_ablation(repo_root, tmp_path):
+  stdout, result = run_bench(repo_root, tmp_path)
+  rows = {r["arm"]: r for r in result["summary"]}
+  assert set(rows) == set(ARMS.split(","))
+  runs = {r["arm"]: r for r in result["runs"]}
+  total = result["settings"]["steps"]
+  for arm, run in runs.items():
+    # Equal gradient steps for every arm; every pruned arm within the budget.
+    assert run["search_steps"] + run["finetune_steps"] == total, arm
+    assert run["flops_ratio"] <= 0.5 + 1e-9, arm
+    assert run["psnr"] > 20.0, arm
+  # The FMP arm searched until its budget held; the baselines used the planned phase 1.
+  assert runs["l1norm"]["search_steps"] == result["settings"]["search_steps"]
+  assert runs["fmp_total"]["flops_ratio"] >= 0.5 - 0.03
+  # Uniform and L1-norm share the uniform widths; the scratch arm FMP's structure.
+  assert runs["uniform"]["widths"] == runs["l1norm"]["widths"]
+  assert len(set(runs["uniform"]["widths"].values())) == 1
+  assert runs["fmp_scratch"]["widths"] == runs["fmp_total"]["widths"]
+  assert runs["fmp_scratch"]["flops"] == runs["fmp_total"]["flops"]
+  assert "fmp_total" in stdout and "bicubic" in stdout
+  # Gradual: the search's history is kept, and no step removed a quarter of the channels.
+  assert runs["fmp_total"]["history"] and runs["fmp_total"]["max_step_drop"] <= 12
+  # A second run finds every arm in the cache and gives the same table.
+  logs = sorted(os.listdir(tmp_path / "cache"))
+  _, again = run_bench(repo_root, tmp_path)
+  assert again["summary"] == result["summary"]
+  assert sorted(os.listdir(tmp_path / "cache")) == logs
