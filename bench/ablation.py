@@ -134,7 +134,8 @@ def run_one(spec: dict, cache: str) -> dict:
     result = fmp_jax.prune(params, fmp_jax.Budget(**b), arch=arch, data=phase1,
                            steps=spec["max_search_steps"], seed=seed, config=search_cfg)
     search_steps = result.report["steps"]
-    history = [{k: h[k] for k in ("step", "remaining", "channels_kept") if k in h}
+    history = [{k: h[k] for k in ("step", "remaining", "channels_kept", "target_now", "dual", "l1")
+                if k in h}
                for h in result.history]
     params, small, masks = result.params, result.arch, result.masks
   elif arm == "fmp_scratch":

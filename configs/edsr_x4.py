@@ -7,7 +7,7 @@ Dense model: 3,696,643 params, 317.64 G FLOPs. Paper ablation (Total): ~60 % of
 params remain, Set5 32.03 dB.
 """
 
-from fmp_jax.config_base import base_config
+from fmp_jax.config_base import PAPER_SEARCH, base_config
 
 
 def get_config(arg=None):
@@ -19,5 +19,5 @@ def get_config(arg=None):
   c.model.scale = 4
   c.model.prune_upsampler = True  # DHP's --prune_upsampler: the upsampler follows the stream
   c.budget.keep = 0.6
-  c.search.latent_lr = 1e-4  # a long search, as the ESRB paper configs
+  c.search.update(PAPER_SEARCH)  # the paper-scale search of the ESRB configs
   return c
