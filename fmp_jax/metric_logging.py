@@ -69,10 +69,15 @@ def read_metrics(workdir: str) -> list[dict]:
 
 
 class Progress:
-  """`[search] step 120/400 (30%) 12.3 steps/s ETA 0:00:23 loss 0.0712 flops 61.2% (budget 50.0%)`."""
+  """`[finetune] step 120/400 (30%) 12.3 steps/s ETA 0:00:23 loss 0.0712 ...`.
 
-  def __init__(self, stage: str, total: int, start: int = 0):
-    self.stage, self.total = stage, total
+  With `expected` (the search: its schedule reaches the budget at
+  ``pace_steps``, its step limit is only a limit) the line reads
+  `step 120/~400` and the ETA is to that step; past it, no ETA is shown.
+  """
+
+  def __init__(self, stage: str, total: int, start: int = 0, expected: bool = False):
+    self.stage, self.total, self.expected = stage, total, expected
     self.t0, self.s0 = None, start
 
   def line(self, step: int, scalars: Mapping[str, float], extra: str = "") -> str:
@@ -83,5 +88,7 @@ class Progress:
     eta = (self.total - step) / rate if rate > 0 else math.inf
     eta_s = "?" if not math.isfinite(eta) else time.strftime("%H:%M:%S", time.gmtime(eta))
     pct = 100.0 * step / max(self.total, 1)
-    return (f"[{self.stage}] step {step}/{self.total} ({pct:.0f}%) {rate:.2f} steps/s "
-            f"ETA {eta_s} loss {scalars.get('loss', float('nan')):.4f}{extra}")
+    total = f"~{self.total}" if self.expected else f"{self.total}"
+    timing = f"ETA {eta_s} " if not (self.expected and step >= self.total) else ""
+    return (f"[{self.stage}] step {step}/{total} ({pct:.0f}%) {rate:.2f} steps/s "
+            f"{timing}loss {scalars.get('loss', float('nan')):.4f}{extra}")

@@ -132,7 +132,10 @@ def run_search_stage(config, workdir: str, arch: Arch, budget: Budget, mesh, wri
                     out_shardings=(rep, rep), donate_argnums=0)
   max_steps = int(config.search.max_steps)
   start = int(jax.device_get(state.step))
-  progress = Progress("search", max_steps, start)
+  # The pace's schedule reaches the budget at pace_steps: progress is toward that.
+  pace_steps = int(config.search.pace_steps)
+  progress = (Progress("search", pace_steps, start, expected=True) if 0 < pace_steps < max_steps
+              else Progress("search", max_steps, start))
   target = budget.targets()
 
   def on_step(step, metrics, new_state):
@@ -141,6 +144,8 @@ def run_search_stage(config, workdir: str, arch: Arch, budget: Budget, mesh, wri
       now = {"total": metrics["remaining"], "channel": metrics["channel_remaining"],
              "weight": metrics["weight_remaining"]}
       detail = " ".join(f"{n} {100 * now[n]:.1f}% (budget {100 * t:.1f}%)" for n, t in target.items())
+      if "target_now" in metrics:
+        detail += f", scheduled now {100 * metrics['target_now']:.1f}%"
       _say(progress.line(step, {"loss": metrics["l1"]},
                          f" | params {100 * metrics['params_ratio']:.1f}% flops "
                          f"{100 * metrics['flops_ratio']:.1f}% | {budget.metric} {detail}"))
