@@ -72,7 +72,7 @@ def parse_arch(text: str, scale: int) -> dict:
 
 
 def load_recipe(path: str, overrides: list[str]) -> dict:
-  """The search/fine-tune recipe of a config file (default configs/demo.py), with overrides."""
+  """The search/fine-tune recipe of a config file (default configs/ablation.py), with overrides."""
   spec = importlib.util.spec_from_file_location("ablation_config", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
