@@ -13,7 +13,9 @@ from fmp_jax.pruning.budget import quantities
 from conftest import photo_batches
 
 ARCH = Arch(blocks=2, channels=32, esa_channels=8, scale=2)
-SETTINGS = dict(lr=1e-3, hyper_embed=4)
+# A short schedule keeps these searches to ~150 steps: latents move ~latent_lr per
+# step from 1, so latent_lr 0.03 lets them reach zero by step ~35.
+SETTINGS = dict(lr=1e-3, hyper_embed=4, latent_lr=0.03, pace_steps=150)
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +197,7 @@ def test_pruned_and_finetuned_model_beats_bicubic_on_held_out_photos():
   from fmp_jax import data, evaluation
   arch = Arch(blocks=2, channels=16, esa_channels=8, scale=2)
   result = fmp_jax.prune(fmp_jax.init_params(arch), 0.5, arch=arch, steps=2000,
-                         config=dict(lr=1e-3, hyper_embed=4, batch_size=8, patch_size=24))
+                         config=dict(SETTINGS, batch_size=8, patch_size=24))
   assert result.report["flops_ratio"] <= 0.5
   tuned = fmp_jax.finetune(result.params, result.arch, result.masks,
                            data.bundled_patches(2, 32, 8, seed=1), 2000, lr=2e-3,
@@ -229,7 +231,7 @@ def test_search_prunes_gradually(params):
   """With the default pace no step removes more than 10 % of the prunable channels,
   and the remaining channels fall over at least 100 steps, ending at the budget."""
   result = fmp_jax.prune(params, 0.4, arch=ARCH, data=photo_batches(seed=11), steps=1500,
-                         config=SETTINGS)
+                         config=dict(lr=1e-3))   # the default search settings
   kept = np.array([h["channels_kept"] for h in result.history])
   total = sum(ARCH.width(g) for g in ARCH.prunable_groups())
   drops = -np.diff(np.r_[total, kept])

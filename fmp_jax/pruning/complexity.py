@@ -14,7 +14,7 @@ Convention (FMP.md section 2):
 The layer table is read off the Flax module itself (by intercepting every
 `MaskedConv` call under `jax.eval_shape`), so the counter cannot drift from
 the model code. The same formulas serve exact counts (numpy, int64) and the
-differentiable relaxed counts used by the budget regulariser (jax.numpy).
+differentiable counts of the budget term (jax.numpy, straight-through masks).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def _layer_weights(xp, layer: ConvLayer, in_mask, out_mask, weight_mask):
 
 def layer_counts(layers: Sequence[ConvLayer], channel_masks: Optional[Mapping] = None,
                  weight_masks: Optional[Mapping] = None, xp=np):
-  """Per-layer (params, macs) under masks, with numpy (exact) or jax.numpy (relaxed).
+  """Per-layer (params, macs) under masks, with numpy (exact) or jax.numpy (differentiable).
 
   Args:
     layers: from `layer_table`.
