@@ -107,7 +107,6 @@ def load_tool(repo_root, name):
     (["evaluate", "--export", "{model}", "--data", "{tmp}/nodata", "--sets", "Set5"], "nodata"),
     (["evaluate", "--export", "{model}", "--data", "{tmp}", "--sets", "Set14"], "Set14"),
     (["evaluate", "--export", "{model}", "--scale", "3"], "x2"),
-    (["evaluate", "--checkpoint", "{tmp}"], "not supported yet"),
     (["evaluate", "--export", "{tmp}/bad.msgpack"], "bad.msgpack"),
     (["evaluate", "--export", "{tmp}"], "export/model.msgpack"),
     (["prepare_data", "--hr", "{tmp}/none"], "none"),
@@ -121,6 +120,43 @@ def test_tools_bad_input_is_one_clear_line(repo_root, tmp_path, tiny_model, caps
   assert load_tool(repo_root, tool).main(argv) == 2
   err = capsys.readouterr().err
   assert needle in err and err.strip().count("\n") == 0
+
+
+def test_evaluate_refuses_to_overwrite_results_unless_asked(repo_root, tmp_path, tiny_model,
+                                                          capsys):
+  tool = load_tool(repo_root, "evaluate")
+  out_dir = tmp_path / "eval"
+  argv = ["--export", str(tiny_model), "--sets", "bundled", "--max-images", "1",
+          "--out", str(out_dir)]
+  assert tool.main(argv) == 0
+  assert f"wrote results to {out_dir}:" in capsys.readouterr().out   # the absolute folder
+  first = {p.name: p.read_bytes() for p in out_dir.iterdir()}
+  assert {"results.json", "results.csv", "summary.csv"} <= set(first)
+
+  assert tool.main(argv) == 2
+  err = capsys.readouterr().err
+  assert err.strip().count("\n") == 0
+  assert str(out_dir) in err and "already holds results" in err and "--overwrite" in err
+  assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == first
+
+  # --overwrite replaces them: a stand-in for the old table and an old crop of an image
+  # no longer best/worst must not survive beside the new results.
+  (out_dir / "results.csv").write_text("stale\n")
+  (out_dir / "bundled_best_gone.png").write_bytes(b"stale")
+  assert tool.main(argv + ["--overwrite"]) == 0
+  again = {p.name: p.read_bytes() for p in out_dir.iterdir()}
+  assert set(again) == set(first) and again["results.csv"] == first["results.csv"]
+
+
+def test_evaluate_has_no_checkpoint_flag(repo_root, capsys):
+  tool = load_tool(repo_root, "evaluate")
+  with pytest.raises(SystemExit):
+    tool.main(["--help"])
+  assert "--checkpoint" not in capsys.readouterr().out
+  with pytest.raises(SystemExit) as exit_info:
+    tool.main(["--checkpoint", "somewhere"])
+  assert exit_info.value.code == 2
+  assert "unrecognized arguments: --checkpoint" in capsys.readouterr().err
 
 
 def test_tools_report_errors_without_traceback(repo_root, tmp_path):

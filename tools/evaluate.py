@@ -13,15 +13,17 @@ Protocol: the model's output is rounded to 8 bits, `scale` px are cropped at
 each border, PSNR/SSIM (11x11 Gaussian, sigma 1.5) on BT.601 Y. Bicubic is
 MATLAB imresize of the 8-bit LR.
 
-Writes to --out (default: <export folder>/eval): results.csv (one row per image),
-summary.csv (one row per set), results.json (both, plus the model's arch),
-and per set <set>_best_<image>.png / <set>_worst_<image>.png: a crop
-bicubic | model | HR of the images with the highest and lowest model PSNR,
-at the window where bicubic errs most.
+Writes to --out (default: eval/ beside the export file): results.csv (one row
+per image), summary.csv (one row per set), results.json (both, plus the
+model's arch), and per set <set>_best_<image>.png / <set>_worst_<image>.png: a
+crop bicubic | model | HR of the images with the highest and lowest model
+PSNR, at the window where bicubic errs most. A folder that already holds such
+results is refused unless --overwrite is given, which removes them first.
 """
 
 import argparse
 import csv
+import glob
 import json
 import os
 import sys
@@ -87,6 +89,37 @@ def save_strip(pair, sr: np.ndarray, bic: np.ndarray, row: dict, out_path: str) 
   return out_path
 
 
+RESULT_FILES = ("results.json", "results.csv", "summary.csv")
+CROP_PATTERNS = ("*_best_*.png", "*_worst_*.png")
+
+
+def previous_results(out_dir: str) -> list[str]:
+  """Files of an earlier run in `out_dir` (the tables and the crops this tool writes)."""
+  found = [os.path.join(out_dir, n) for n in RESULT_FILES
+           if os.path.exists(os.path.join(out_dir, n))]
+  for pattern in CROP_PATTERNS:
+    found += sorted(glob.glob(os.path.join(glob.escape(out_dir), pattern)))
+  return found
+
+
+def prepare_out_dir(out_dir: str, overwrite: bool) -> None:
+  """Creates `out_dir`; refuses to mix with an earlier run's results unless `overwrite`.
+
+  Checked before any scoring, so a refused run costs nothing. With `overwrite`
+  the earlier run's files are removed first: its crops are named after its
+  best/worst images and would otherwise sit beside the new ones.
+  """
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise ToolError(f"--out {out_dir} is a file, not a folder.")
+  old = previous_results(out_dir) if os.path.isdir(out_dir) else []
+  if old and not overwrite:
+    raise ToolError(f"{out_dir} already holds results ({os.path.basename(old[0])}, ...); "
+                    f"pass --overwrite to replace them, or choose another --out.")
+  for f in old:
+    os.remove(f)
+  os.makedirs(out_dir, exist_ok=True)
+
+
 def print_table(name: str, scale: int, res: dict) -> None:
   s = res["summary"]
   print(f"\n{name} x{scale}: {s['images']} images   PSNR (dB) / SSIM on Y, border {scale}")
@@ -106,10 +139,6 @@ def run(args) -> None:
   from fmp_jax.evaluation import evaluate, model_upscaler
   from fmp_jax.models import MIN_LR_SIDE
 
-  if args.checkpoint:
-    raise ToolError("--checkpoint is not supported yet (TODO: restore from the Orbax "
-                    "checkpoint layout). Use --export WORKDIR/export/model.msgpack, or "
-                    "--export WORKDIR.")
   if not args.export:
     raise ToolError("give --export FILE (an exported .msgpack model, or a driver workdir).")
   path = resolve_export(args.export)
@@ -122,8 +151,9 @@ def run(args) -> None:
     raise ToolError(f"--scale {args.scale} but {path} upscales x{scale}.")
   sets = [s for s in (args.sets.split(",") if args.sets else
                       (list(BENCHMARKS) if args.data else ["bundled"])) if s]
-  out_dir = args.out or os.path.join(os.path.dirname(os.path.abspath(path)), "eval")
-  os.makedirs(out_dir, exist_ok=True)
+  out_dir = os.path.abspath(args.out or os.path.join(os.path.dirname(os.path.abspath(path)),
+                                                     "eval"))
+  prepare_out_dir(out_dir, args.overwrite)
   min_lr = MIN_LR_SIDE if model.arch.model == "esrb" else 1
   upscale = model_upscaler(model.params, model.arch, model.masks or None)
 
@@ -165,8 +195,8 @@ def run(args) -> None:
     writer = csv.DictWriter(f, fieldnames=("set", "images") + FIELDS)
     writer.writeheader()
     writer.writerows(dict(set=n, **r["summary"]) for n, r in results.items())
-  print(f"\nwrote {out_dir}/results.csv, summary.csv, results.json and {len(strips)} crops "
-        f"(*_best_*.png, *_worst_*.png)")
+  print(f"\nwrote results to {out_dir}: results.csv, summary.csv, results.json and "
+        f"{len(strips)} crops (*_best_*.png, *_worst_*.png)")
 
 
 def main(argv=None) -> int:
@@ -174,14 +204,16 @@ def main(argv=None) -> int:
                                    formatter_class=argparse.RawDescriptionHelpFormatter,
                                    epilog="\n".join(__doc__.splitlines()[1:]))
   parser.add_argument("--export", help="exported .msgpack model (fmp_jax.export), or a workdir")
-  parser.add_argument("--checkpoint", help="not supported yet (Orbax checkpoints: TODO)")
   parser.add_argument("--data", default="", help="folder holding the benchmark sets")
   parser.add_argument("--scale", type=int, default=None, help="checked against the model")
   parser.add_argument("--sets", default=None,
                       help="comma list, e.g. Set5,Set14,B100,Urban100,Manga109 (default: all "
                            "five with --data, else 'bundled')")
   parser.add_argument("--max-images", type=int, default=0, help="score only the first N per set")
-  parser.add_argument("--out", default=None, help="output folder (default <export dir>/eval)")
+  parser.add_argument("--out", default=None,
+                      help="output folder (default: <folder of the export file>/eval)")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="replace the results of an earlier run in --out (refused otherwise)")
   args = parser.parse_args(argv)
   try:
     run(args)
