@@ -1,8 +1,9 @@
 """Scalars to a JSONL file always, to TensorBoard through clu when TensorFlow is installed,
 and a human progress line on stdout.
 
-clu's metric writers import TensorFlow; the core install has none, so the
-JSONL writer is the one that always works and the one the plots read.
+clu's metric writers import TensorFlow and the `tensorboard` package; the core
+install has neither, so the JSONL writer is the one that always works and the
+one the plots read. `pip install -e '.[tensorboard]'` adds both.
 """
 
 from __future__ import annotations
@@ -10,19 +11,45 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from typing import Mapping
 
 import jax
 
 
-def _tensorboard_writer(logdir: str):
-  try:
-    import tensorflow  # noqa: F401  (clu.metric_writers needs it)
-    from clu import metric_writers
-  except Exception:  # ImportError, or a broken TF install
-    return None
+INSTALL_HINT = "pip install -e '.[tensorboard]'"
+_warned = False
+
+
+def _clu_writer(logdir: str):
+  from clu import metric_writers  # imports TensorFlow and tensorboard
   return metric_writers.create_default_writer(logdir, just_logging=jax.process_index() > 0)
+
+
+def _warn_once(reason: str) -> None:
+  global _warned
+  if not _warned:
+    _warned = True
+    print(f"TensorBoard logging is off ({reason}); metrics still go to metrics.jsonl. "
+          f"To get TensorBoard events: {INSTALL_HINT}", file=sys.stderr, flush=True)
+
+
+def _tensorboard_writer(logdir: str):
+  """clu's TensorBoard writer, or None (quietly when TensorFlow is absent: the core install)."""
+  try:
+    import tensorflow  # noqa: F401
+  except Exception as e:  # absent (quiet), or a broken install (say so)
+    if not (isinstance(e, ModuleNotFoundError) and e.name == "tensorflow"):
+      _warn_once(f"TensorFlow does not import: {type(e).__name__}: {e}")
+    return None
+  # TF is there, so the user wants TensorBoard: say why it cannot be had (clu
+  # also needs the `tensorboard` package, which tensorflow-cpu does not pull in).
+  try:
+    return _clu_writer(logdir)
+  except Exception as e:
+    _warn_once(f"{type(e).__name__}: {e}")
+    return None
 
 
 class MetricWriter:
