@@ -92,6 +92,44 @@ def test_masked_count_by_hand():
   assert one_channel.flops - both.flops == 32 * 32
 
 
+def test_channel_and_weight_mask_on_the_same_layer_by_hand():
+  """EDSR-1-4 x2 at 8x8 LR; block_0's inner channels 0 and 3 dropped, and weight masks on
+  both layers that touch them, with zeros inside and outside the dropped channels."""
+  arch = Arch(model="edsr", blocks=1, channels=4, scale=2)
+  lr_hw = (8, 8)
+  inner = {"block_0.inner": np.array([0, 1, 1, 0])}        # 2 of 4 kept
+  conv_b = np.ones((3, 3, 4, 4))                            # reads block_0.inner
+  conv_b[0, 0, 0, 1] = conv_b[1, 2, 0, 3] = conv_b[2, 2, 0, 0] = 0   # dropped input 0
+  conv_b[1, 1, 3, 2] = conv_b[0, 2, 3, 1] = 0                         # dropped input 3
+  conv_b[0, 0, 1, 0] = conv_b[2, 2, 2, 3] = conv_b[1, 1, 1, 1] = 0   # kept inputs 1, 2
+  conv_a = np.ones((3, 3, 4, 4))                            # writes block_0.inner
+  conv_a[0, 0, 0, 3] = conv_a[1, 1, 2, 0] = 0                         # dropped outputs 3, 0
+  conv_a[2, 1, 1, 2] = 0                                              # kept output 2
+  got = complexity.count(arch, channel_masks=inner,
+                         weight_masks={"block_0/conv_a": conv_a, "block_0/conv_b": conv_b},
+                         lr_hw=lr_hw)
+
+  lr, hr = 8 * 8, 16 * 16
+  # (kept weights, kept biases, output pixels) per conv, in execution order.
+  layers = [
+      (9 * 3 * 4, 4, lr),            # head 3 -> stream 4
+      (9 * 4 * 2 - 1, 2, lr),        # conv_a: 2 kept filters over 4 inputs, 1 zero among them
+      (9 * 2 * 4 - 3, 4, lr),        # conv_b: 2 kept inputs to 4 outputs, 3 zeros among them
+      (9 * 4 * 4, 4, lr),            # body_end
+      (9 * 4 * 16, 16, lr),          # upsample_0: stream -> 4*4 sub-pixel channels
+      (9 * 4 * 3, 3, hr),            # tail, at HR
+  ]
+  params = sum(w + b for w, b, _ in layers)
+  flops = sum(w * pix for w, _, pix in layers)
+  assert (params, flops) == (1109, 89_600)   # the sums above, written out
+  assert (got.params, got.flops) == (params, flops)
+  # Per layer too: the two masked layers are where a double count would show.
+  rows = complexity.per_layer(arch, channel_masks=inner,
+                              weight_masks={"block_0/conv_a": conv_a, "block_0/conv_b": conv_b},
+                              lr_hw=lr_hw)
+  assert [(r["params"], r["flops"]) for r in rows] == [(w + b, w * pix) for w, b, pix in layers]
+
+
 def test_masks_and_widths_agree():
   """Keeping k channels by mask counts the same as building width k."""
   full = Arch(blocks=2, channels=12, esa_channels=4)

@@ -71,6 +71,45 @@ def criterion_value(report, budget):
 COMBOS = [(c, m) for c in ("total", "channel", "weight", "total_fixed") for m in ("flops", "params")]
 
 
+def esrb_convs(arch):
+  """(path, kernel HWIO, output pixels) of every ESRB conv, from the model's definition
+  (FMP.md section 1), for a 1280x720 HR output: independent of `complexity.layer_table`."""
+  h, w = 720 // arch.scale, 1280 // arch.scale
+  h2, w2 = (h - 3) // 2 + 1, (w - 3) // 2 + 1      # ESA's 3x3 stride-2 VALID conv
+  h3, w3 = (h2 - 7) // 3 + 1, (w2 - 7) // 3 + 1    # after the 7x7 stride-3 max-pool
+  lr, s, f = h * w, arch.width("stream"), arch.esa_channels
+  convs = [(("head",), (3, 3, 3, s), lr)]
+  for i in range(arch.blocks):
+    inner, b = arch.width(f"block_{i}.inner"), f"block_{i}"
+    convs += [((b, "conv_a"), (3, 3, s, inner), lr), ((b, "conv_b"), (3, 3, inner, s), lr),
+              ((b, "conv_1x1"), (1, 1, s, s), lr),
+              ((b, "esa", "reduce"), (1, 1, s, f), lr), ((b, "esa", "cross"), (1, 1, f, f), lr),
+              ((b, "esa", "down"), (3, 3, f, f), h2 * w2),
+              ((b, "esa", "mid"), (3, 3, f, f), h3 * w3),
+              ((b, "esa", "expand"), (1, 1, f, s), lr)]
+  convs += [(("body_end",), (3, 3, s, s), lr),
+            (("upsample",), (3, 3, s, 3 * arch.scale ** 2), lr)]
+  return convs
+
+
+def count_by_hand(arch, masks=None):
+  """{"params", "flops"} of a sliced ESRB: weights kept by its weight masks (all, where a
+  layer has none) + biases; MACs = kept weights x output pixels."""
+  params = flops = 0
+  for path, kernel, pixels in esrb_convs(arch):
+    node = masks or {}
+    for part in path:
+      node = node.get(part, {})
+    if "weight" in node:
+      assert np.shape(node["weight"]) == kernel, (path, np.shape(node["weight"]), kernel)
+      kept = int(np.count_nonzero(node["weight"]))
+    else:
+      kept = int(np.prod(kernel))
+    params += kept + kernel[3]
+    flops += kept * pixels
+  return {"params": params, "flops": flops}
+
+
 @pytest.mark.parametrize("criterion, metric", COMBOS)
 def test_prune_lands_on_budget(params, criterion, metric):
   extra = dict(channel_keep=0.7) if criterion == "total_fixed" else {}
@@ -79,15 +118,30 @@ def test_prune_lands_on_budget(params, criterion, metric):
                          config=SETTINGS)
   report = result.report
   assert report["converged"] and report["steps"] < 1500
-  values = criterion_value(report, budget)
+  # Recount the sliced model from its widths and weight masks, then judge the budget on
+  # those numbers: dense, channels only (the widths), both (widths and weight masks).
+  dense = count_by_hand(ARCH)
+  conly = count_by_hand(result.arch)
+  both = count_by_hand(result.arch, result.masks)
+  for m in ("params", "flops"):
+    assert (report[m], report[f"dense_{m}"]) == (both[m], dense[m]), m
+  values = {"total": both[metric] / dense[metric], "channel": conly[metric] / dense[metric],
+            "weight": 1 - (conly[metric] - both[metric]) / dense[metric]}
   for name, target in budget.targets().items():
     assert target - 0.03 <= values[name] <= target + 1e-9, (name, values, target)
-  # The report is the counter's view of the sliced model, at the exported widths.
-  assert complexity.count(result.arch, weight_masks=result.masks).flops == report["flops"]
-  # Both kinds of latents were under proximal pressure whatever the criterion.
-  assert report[f"{metric}_channel_pruned_ratio"] > 0 or min(result.arch.widths.values()) == 32
+  assert criterion_value(report, budget) == pytest.approx(values, abs=1e-12)
+  # Pruning of each kind the criterion asks for really happened: channels were sliced
+  # away (some group narrower than built), weights were masked in the sliced kernels.
+  widths = [result.arch.width(g) for g in ARCH.prunable_groups()]
+  channels_removed = min(widths) < ARCH.channels
+  weights_removed = both["params"] < conly["params"]
+  needs = set(budget.targets())
   if criterion == "total":  # the optimisation chose a split that uses both kinds
-    assert report["channel_pruned_ratio"] > 0 and report["weight_pruned_ratio"] > 0
+    needs = {"channel", "weight"}
+  if "channel" in needs:
+    assert channels_removed and conly[metric] < dense[metric], widths
+  if "weight" in needs:
+    assert weights_removed and both[metric] < conly[metric]
 
 
 def test_free_kind_still_prunes_under_channel_criterion(params):
