@@ -52,6 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
       tfds_name="",             # e.g. "div2k/bicubic_x2" when train == "tfds"
       eval_sets=("Set5", "Set14", "B100", "Urban100", "Manga109"),
       eval_max_images=0,        # 0 = all images of each set
+      skip_small=False,         # drop training images smaller than a patch (default: error)
   ))
 
   # Multi-host: call jax.distributed.initialize() (also when the environment asks).

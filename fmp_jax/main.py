@@ -2,7 +2,8 @@
 
 Runs (or resumes) search -> finalise -> finetune -> evaluate -> export in DIR.
 Any config field can be overridden, e.g. `--config.search.max_steps=5000`;
-unknown fields are refused.
+unknown fields are refused. A rerun whose config changes the result of the
+run already in DIR is refused; `--restart` moves that run aside and starts over.
 """
 
 import sys
@@ -17,6 +18,10 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Directory for checkpoints, logs, plots, the report and the export; "
     "rerun with the same directory to resume.")
+_RESTART = flags.DEFINE_bool(
+    "restart", False, "Start over: move the run already in --workdir to "
+    "<workdir>.replaced-<time> first. Without it, a workdir whose run used a config that "
+    "differs in a field that changes the result is refused.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 PROG = "fmp_jax.main"
@@ -29,7 +34,7 @@ def main(argv):
   config = config_or_exit(_CONFIG, PROG)
   from fmp_jax import train  # imported late so flag errors come fast
   try:
-    train.train_and_evaluate(config, _WORKDIR.value)
+    train.train_and_evaluate(config, _WORKDIR.value, restart=_RESTART.value)
   except KeyboardInterrupt:
     sys.exit(f"{PROG}: interrupted; rerun the same command to resume from the last checkpoint.")
   except (ValueError, RuntimeError, FloatingPointError, OSError) as e:

@@ -8,14 +8,16 @@ continue from their latest Orbax checkpoint (batches are a pure function of
 
 Workdir layout::
 
-    config.json             the config of the first run (a changed config is reported)
+    config.json             the config of the run (fmp_jax.workdir: a rerun must agree
+                            with it in every field that changes the result)
     stages.json             stages completed so far
-    checkpoints/{search,finetune}/<step>/   Orbax checkpoints
+    checkpoints/{search,finetune}/<step>/   Orbax checkpoints (+ .manifest/ checksums;
+                            damaged steps are moved to checkpoints/unreadable/)
     pruned/model.msgpack    the sliced model right after the search
     finetuned/model.msgpack the fine-tuned model
     metrics.jsonl           scalars of every logged step (tensorboard/ too with TensorFlow)
     plots/{loss,remaining}.png
-    report.json, report.txt the final report
+    report.json, report.txt the final report (report.json also has each stage's seconds)
     export/model.msgpack    the deliverable: fmp_jax.load() + fmp_jax.apply()
 """
 
@@ -31,8 +33,10 @@ import jax
 from absl import logging
 
 from fmp_jax import export, finetuning, sharding
+from fmp_jax import workdir as workdir_lib
 from fmp_jax.arch import Arch
 from fmp_jax.checkpoint import StageCheckpoints, abstract_like
+from fmp_jax.config_base import base_config
 from fmp_jax.metric_logging import MetricWriter, Progress
 from fmp_jax.models import init_params
 from fmp_jax.plots import plot_run
@@ -54,6 +58,13 @@ def _say(msg: str) -> None:
   logging.info(msg)
 
 
+def _sync(name: str) -> None:
+  """Waits for every process (multi-host); a no-op on one host."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
+
+
 class _StageBook:
   """stages.json: which stages are done (written atomically by process 0)."""
 
@@ -64,6 +75,10 @@ class _StageBook:
       with open(self.path) as f:
         self.done = json.load(f)
 
+  def forget(self, *stages: str) -> None:
+    for stage in stages:
+      self.done.pop(stage, None)
+
   def mark(self, stage: str, **info) -> None:
     self.done[stage] = dict(info, finished=time.time())
     if _is_main():
@@ -73,30 +88,16 @@ class _StageBook:
       os.replace(tmp, self.path)
 
 
-def _record_config(config, workdir: str) -> None:
-  path = os.path.join(workdir, "config.json")
-  text = config.to_json_best_effort(indent=1, sort_keys=True)
-  if os.path.exists(path):
-    with open(path) as f:
-      if f.read() != text:
-        _say(f"note: the config differs from the one this workdir was started with ({path}); "
-             "finished stages are kept, the rest runs with the new config.")
-    return
-  if _is_main():
-    with open(path, "w") as f:
-      f.write(text)
-
-
 # --- input ---------------------------------------------------------------------------
 
-def make_sampler(config, arch: Arch, batch_size: int, patch_size: int, seed: int):
-  """Training patches for this host: a PatchSampler over the configured images."""
+def make_sampler(config, arch: Arch, images, batch_size: int, patch_size: int, seed: int):
+  """Training patches for this host: a PatchSampler over `images` = (hr, lr or None, names)."""
   from fmp_jax import data as data_lib
-  hr, lr, names = data_lib.training_images(config.data, arch.scale)
+  hr, lr, names = images
   return data_lib.PatchSampler(
       hr, arch.scale, patch_size, batch_size, seed=seed, lr_images=lr,
       rgb_range=arch.rgb_range, process_index=jax.process_index(), names=names,
-      process_count=jax.process_count())
+      process_count=jax.process_count(), skip_small=bool(config.data.skip_small))
 
 
 def _batches(sampler, mesh, start_step: int):
@@ -107,18 +108,18 @@ def _batches(sampler, mesh, start_step: int):
 
 # --- stage: search -----------------------------------------------------------------
 
-def run_search_stage(config, workdir: str, arch: Arch, budget: Budget, mesh, writer) -> dict:
+def run_search_stage(config, workdir: str, arch: Arch, budget: Budget, mesh, writer,
+                     images) -> dict:
   settings = search.SearchSettings.from_config(config.search)
   rep = sharding.replicated(mesh)
-  sharding.check_batch_size(config.search.batch_size, mesh, "search.batch_size")
-  sampler = make_sampler(config, arch, config.search.batch_size, config.search.patch_size,
-                         seed=config.seed)
+  sampler = make_sampler(config, arch, images, config.search.batch_size,
+                         config.search.patch_size, seed=config.seed)
 
   # Host-side init (numpy RNG: identical on every host), then placed replicated.
   params = init_params(arch, seed=config.seed)
   state = sharding.put_replicated(search.init_state(arch, params, settings, seed=config.seed),
                                   mesh)
-  ckpts = StageCheckpoints(os.path.join(workdir, "checkpoints", "search"))
+  ckpts = StageCheckpoints(os.path.join(workdir, "checkpoints", "search"), warn=_say)
   restored = ckpts.restore_latest(abstract_like(state, rep))
   converged = False
   if restored is not None:
@@ -159,7 +160,10 @@ def run_search_stage(config, workdir: str, arch: Arch, budget: Budget, mesh, wri
     except FloatingPointError as e:
       last = ckpts.steps()
       kept = f"the last good checkpoint (step {last[-1]})" if last else "no checkpoint yet"
-      raise FloatingPointError(f"{e} Stopped; {kept} is kept in {ckpts.directory}.") from e
+      raise FloatingPointError(
+          f"{e} Stopped; {kept} is kept in {ckpts.directory}. A changed search setting starts "
+          "a new run: rerun with it and --restart (moves this run aside), or use another "
+          "--workdir.") from e
     writer.write("search", outcome.steps, outcome.history[-1] if outcome.history else {})
     ckpts.save(outcome.steps, outcome.state, {"converged": True})
     state = outcome.state
@@ -179,20 +183,20 @@ def run_search_stage(config, workdir: str, arch: Arch, budget: Budget, mesh, wri
 
 # --- stage: finetune ----------------------------------------------------------------
 
-def run_finetune_stage(config, workdir: str, mesh, writer) -> dict:
+def run_finetune_stage(config, workdir: str, mesh, writer, images) -> dict:
   pruned = export.load(os.path.join(workdir, "pruned", "model.msgpack"))
   arch = pruned.arch
   cfg = config.finetune
   rep = sharding.replicated(mesh)
-  sharding.check_batch_size(cfg.batch_size, mesh, "finetune.batch_size")
-  sampler = make_sampler(config, arch, cfg.batch_size, cfg.patch_size, seed=config.seed + 1)
+  sampler = make_sampler(config, arch, images, cfg.batch_size, cfg.patch_size,
+                         seed=config.seed + 1)
   tx = finetuning.make_optimizer(cfg.lr, cfg.lr_halve_every)
   params = sharding.put_replicated(pruned.params, mesh)
   masks = sharding.put_replicated(pruned.masks, mesh)
   # Optimiser state created directly replicated, from the abstract shapes.
   init = jax.jit(lambda p: finetuning.init_state(p, tx), out_shardings=rep)
   state = init(params)
-  ckpts = StageCheckpoints(os.path.join(workdir, "checkpoints", "finetune"))
+  ckpts = StageCheckpoints(os.path.join(workdir, "checkpoints", "finetune"), warn=_say)
   restored = ckpts.restore_latest(abstract_like(state, rep))
   if restored is not None:
     step, state, _ = restored
@@ -212,7 +216,8 @@ def run_finetune_stage(config, workdir: str, mesh, writer) -> dict:
     if not metrics["finite"]:
       raise FloatingPointError(
           f"finetune step {step}: loss is {metrics['loss']}; stopped, the last good checkpoint "
-          f"is kept in {ckpts.directory}. Lower finetune.lr and rerun to resume.")
+          f"is kept in {ckpts.directory}. A lower finetune.lr starts a new run: rerun with it "
+          "and --restart (moves this run aside), or use another --workdir.")
     if step % cfg.log_every == 0 or step == total:
       writer.write("finetune", step, metrics)
       _say(progress.line(step, metrics))
@@ -227,6 +232,13 @@ def run_finetune_stage(config, workdir: str, mesh, writer) -> dict:
 
 
 # --- stage: evaluate ----------------------------------------------------------------
+
+def eval_settings(config) -> dict:
+  """What decides the evaluate stage's numbers besides the model (a change re-scores)."""
+  return {"eval_sets": list(config.data.eval_sets),
+          "eval_max_images": int(config.data.eval_max_images),
+          "data_dir": str(config.data.data_dir)}
+
 
 def run_evaluate_stage(config, workdir: str) -> dict:
   from fmp_jax import data as data_lib
@@ -250,8 +262,9 @@ def run_evaluate_stage(config, workdir: str) -> dict:
 
 # --- report --------------------------------------------------------------------------
 
-def build_report(config, arch: Arch, budget: Budget, search_info: dict, eval_results: dict,
-                 times: dict) -> dict:
+def build_report(arch: Arch, budget: Budget, search_info: dict, finetune_steps: int,
+                 eval_results: dict) -> dict:
+  """The run's outcome; everything in it is deterministic (timings are kept apart)."""
   r = search_info["report"]
   return {
       "model": f"{arch.model.upper()}-{arch.blocks}-{arch.channels} x{arch.scale}",
@@ -262,9 +275,8 @@ def build_report(config, arch: Arch, budget: Budget, search_info: dict, eval_res
       "split": {m: {"channel_pruned_ratio": r[f"{m}_channel_pruned_ratio"],
                     "weight_pruned_ratio": r[f"{m}_weight_pruned_ratio"]}
                 for m in ("params", "flops")},
-      "search_steps": search_info["steps"], "finetune_steps": int(config.finetune.steps),
+      "search_steps": search_info["steps"], "finetune_steps": int(finetune_steps),
       "eval": {name: res["summary"] for name, res in eval_results.items()},
-      "stage_seconds": times,
   }
 
 
@@ -291,59 +303,96 @@ def format_report(report: dict) -> str:
 
 # --- the driver ----------------------------------------------------------------------
 
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Runs (or resumes) every stage in `workdir` and returns the final report dict."""
-  # --- logging & set-up
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  sharding.maybe_initialize_distributed(bool(config.distributed))
+def prepare_workdir(config, workdir: str, restart: bool = False):
+  """Checks everything that can be checked before training, then makes `workdir` ready.
+
+  Nothing is written until every check has passed: a refused run leaves an
+  existing workdir untouched and creates none. Returns (arch, budget, mesh,
+  book, images); images is None when no training stage is left.
+  """
+  workdir_lib.check_usable(workdir)
   arch = Arch.from_config(config.model)
   budget = Budget.from_config(config.budget)
   search.check_budget_needs_pruning(arch, budget)
-  _record_config(config, workdir)
-  book = _StageBook(workdir)
-  writer = MetricWriter(workdir)
-  # --- mesh
+  from fmp_jax import data as data_lib
+  data_lib.check_sources(config.data, arch.scale)
   mesh = sharding.make_mesh()
+  sharding.check_batch_size(config.search.batch_size, mesh, "search.batch_size")
+  sharding.check_batch_size(config.finetune.batch_size, mesh, "finetune.batch_size")
+  neutral = [] if restart else workdir_lib.check_config(workdir, config,
+                                                          workdir_lib.config_dict(base_config()))
+  book = _StageBook(workdir) if not restart else None
+  images = None
+  if book is None or not {"search", "finetune"} <= set(book.done):
+    images = data_lib.training_images(config.data, arch.scale)   # fails here, not mid-run
+  if restart and _is_main():
+    moved = workdir_lib.move_aside(workdir)
+    if moved:
+      _say(f"--restart: moved the previous run to {moved}")
+  _sync("workdir_moved")
+  if _is_main():
+    os.makedirs(workdir, exist_ok=True)
+    if neutral:
+      _say("note: continuing this workdir with changes that do not alter the result: "
+           + workdir_lib.describe(neutral))
+    workdir_lib.write_record(workdir, config)
+  _sync("workdir_ready")
+  if book is None:
+    book = _StageBook(workdir)
+  return arch, budget, mesh, book, images
+
+
+def train_and_evaluate(config, workdir: str, restart: bool = False) -> dict:
+  """Runs (or resumes) every stage in `workdir` and returns the final report dict.
+
+  Raises WorkdirConflictError when `workdir` holds a run of a config that
+  differs in a field that changes the result; `restart=True` moves that run
+  to ``<workdir>.replaced-<time>`` and starts over.
+  """
+  workdir = os.path.abspath(workdir)
+  sharding.maybe_initialize_distributed(bool(config.distributed))
+  arch, budget, mesh, book, images = prepare_workdir(config, workdir, restart)
+  writer = MetricWriter(workdir)
   _say(f"fmp_jax: {arch.model.upper()}-{arch.blocks}-{arch.channels} x{arch.scale}, "
        f"{budget.describe()}; {jax.device_count()} {jax.default_backend()} device(s), "
        f"{jax.process_count()} host(s); workdir {workdir}")
-  times = {}
 
   # --- search + finalise
   if "search" not in book.done:
     t0 = time.time()
-    info = run_search_stage(config, workdir, arch, budget, mesh, writer)
-    times["search"] = time.time() - t0
-    book.mark("search", steps=info["steps"], report=info["report"], seconds=times["search"])
+    info = run_search_stage(config, workdir, arch, budget, mesh, writer, images)
+    book.mark("search", steps=info["steps"], report=info["report"], seconds=time.time() - t0)
   search_info = book.done["search"]
 
   # --- finetune
   if "finetune" not in book.done:
     t0 = time.time()
-    run_finetune_stage(config, workdir, mesh, writer)
-    times["finetune"] = time.time() - t0
-    book.mark("finetune", seconds=times["finetune"])
+    info = run_finetune_stage(config, workdir, mesh, writer, images)
+    book.mark("finetune", steps=info["steps"], seconds=time.time() - t0)
+  finetune_steps = book.done["finetune"].get("steps", int(config.finetune.steps))
 
-  # --- evaluate
+  # --- evaluate (again when the eval sets changed: the report must say what was scored)
+  recorded = book.done.get("evaluate", {}).get("settings")
+  if "evaluate" in book.done and recorded is not None and recorded != eval_settings(config):
+    _say("[evaluate] the eval settings changed; scoring again.")
+    book.forget("evaluate", "export")
   if "evaluate" not in book.done:
     t0 = time.time()
     results = run_evaluate_stage(config, workdir)
-    times["evaluate"] = time.time() - t0
     book.mark("evaluate", results={k: v["summary"] for k, v in results.items()},
-              seconds=times["evaluate"])
+              settings=eval_settings(config), seconds=time.time() - t0)
   eval_results = {k: {"summary": v} for k, v in book.done["evaluate"]["results"].items()}
 
   # --- export + report
-  times = {s: book.done[s].get("seconds") for s in ("search", "finetune", "evaluate")}
-  report = build_report(config, arch, budget, search_info, eval_results, times)
+  report = build_report(arch, budget, search_info, finetune_steps, eval_results)
   if _is_main():
     tuned = export.load(os.path.join(workdir, "finetuned", "model.msgpack"))
     export.save(os.path.join(workdir, "export", "model.msgpack"), tuned.params, tuned.arch,
-                tuned.masks, meta={"report": report, "config": json.loads(
-                    config.to_json_best_effort())})
+                tuned.masks, meta={"report": report,
+                                   "config": workdir_lib.config_dict(config)})
+    seconds = {s: book.done[s].get("seconds") for s in ("search", "finetune", "evaluate")}
     with open(os.path.join(workdir, "report.json"), "w") as f:
-      json.dump(report, f, indent=1)
+      json.dump(dict(report, stage_seconds=seconds), f, indent=1)
     text = format_report(report)
     with open(os.path.join(workdir, "report.txt"), "w") as f:
       f.write(text + "\n")

@@ -1,7 +1,11 @@
-"""The training driver end to end on configs/tiny.py, resumability, and its error paths."""
+"""The training driver end to end on configs/tiny.py, resumability, workdir identity and errors."""
 
+import hashlib
+import importlib.util
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +30,44 @@ def run_main(repo_root, workdir, *overrides, timeout=600, wait=True):
                             stderr=subprocess.STDOUT, text=True)
   return subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True,
                         timeout=timeout)
+
+
+def tree_hashes(root):
+  """{relative path: sha256} of every file under `root` (to prove a refused run touched nothing)."""
+  out = {}
+  for folder, _, files in os.walk(root):
+    for name in files:
+      path = os.path.join(folder, name)
+      out[os.path.relpath(path, root)] = hashlib.sha256(open(path, "rb").read()).hexdigest()
+  return out
+
+
+def tiny_config(repo_root):
+  spec = importlib.util.spec_from_file_location("tiny_config", repo_root / "configs" / "tiny.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def search_abstract_state(repo_root):
+  """The abstract search state of configs/tiny.py, the restore target of its checkpoints."""
+  from fmp_jax.models import init_params
+  from fmp_jax.pruning import search
+  config = tiny_config(repo_root)
+  arch = fmp_jax.Arch.from_config(config.model)
+  settings = search.SearchSettings.from_config(config.search)
+  state = search.init_state(arch, init_params(arch), settings)
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+
+
+def copy_run(finished, dst, forget=()):
+  """A copy of a finished workdir with the given stages marked not done."""
+  shutil.copytree(finished, dst)
+  stages = json.loads((dst / "stages.json").read_text())
+  for stage in forget:
+    stages.pop(stage, None)
+  (dst / "stages.json").write_text(json.dumps(stages))
+  return dst
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +102,93 @@ def test_every_stage_runs_and_report_matches_counter(repo_root, finished_run):
 
 def test_rerun_of_finished_workdir_does_nothing_new(repo_root, finished_run):
   workdir, _ = finished_run
-  before = (workdir / "export" / "model.msgpack").read_bytes()
+  before = tree_hashes(workdir)
   out = run_main(repo_root, workdir)
   assert out.returncode == 0, out.stderr
   assert "[search] step" not in out.stdout and "[finetune] step" not in out.stdout
-  after = fmp_jax.load(str(workdir / "export" / "model.msgpack"))
-  jax.tree.map(np.testing.assert_array_equal, export.load(str(workdir / "export" / "model.msgpack")).params,
-               after.params)
-  assert len(before) > 0
+  after = tree_hashes(workdir)
+  # Only stages.json (the export stage's finish time) and the plots may be rewritten.
+  changed = {k for k in before if before[k] != after.get(k)} - {"stages.json"}
+  assert not {k for k in changed if not k.startswith("plots/")}, changed
+  assert set(after) == set(before)
+
+
+def test_changed_config_is_refused_naming_fields_and_touches_nothing(repo_root, finished_run):
+  workdir, _ = finished_run
+  before = tree_hashes(workdir)
+  t0 = time.time()
+  out = run_main(repo_root, workdir, "--config.budget.keep=0.3", "--config.search.lr=0.01",
+                 "--config.search.log_every=7", timeout=120)
+  assert out.returncode != 0
+  assert time.time() - t0 < 30
+  assert "another configuration" in out.stderr and "--restart" in out.stderr, out.stderr
+  assert "budget.keep: 0.5 in the workdir, 0.3 now" in out.stderr, out.stderr
+  assert "search.lr: 0.001 in the workdir, 0.01 now" in out.stderr, out.stderr
+  assert "log_every" not in out.stderr   # logging does not change the result
+  assert "Traceback" not in out.stderr
+  assert tree_hashes(workdir) == before
+
+
+def test_neutral_change_continues_and_report_says_what_was_scored(repo_root, finished_run,
+                                                                   tmp_path):
+  workdir = copy_run(finished_run[0], tmp_path / "w")
+  out = run_main(repo_root, workdir, "--config.data.eval_max_images=1",
+                 "--config.search.log_every=7")
+  assert out.returncode == 0, out.stdout + out.stderr
+  assert "eval_max_images: 2 in the workdir, 1 now" in out.stdout
+  assert "[search] step" not in out.stdout and "[finetune] step" not in out.stdout
+  report = json.loads((workdir / "report.json").read_text())
+  assert report["eval"]["bundled"]["images"] == 1
+  meta = fmp_jax.load(str(workdir / "export" / "model.msgpack")).meta
+  assert meta["report"]["eval"]["bundled"]["images"] == 1
+  assert meta["config"]["data"]["eval_max_images"] == 1
+  assert json.loads((workdir / "config.json").read_text())["search"]["log_every"] == 7
+
+
+def test_restart_moves_the_old_run_aside(repo_root, finished_run, tmp_path):
+  workdir = copy_run(finished_run[0], tmp_path / "w")
+  before = tree_hashes(workdir)
+  # A 2-step search cannot reach keep 0.3: the new run stops early, which is all we need.
+  out = run_main(repo_root, workdir, "--restart", "--config.budget.keep=0.3",
+                 "--config.search.max_steps=2")
+  assert "moved the previous run to" in out.stdout, out.stdout + out.stderr
+  moved = [p for p in tmp_path.iterdir() if p.name.startswith("w.replaced-")]
+  assert len(moved) == 1 and tree_hashes(moved[0]) == before
+  assert json.loads((workdir / "config.json").read_text())["budget"]["keep"] == 0.3
+  assert not (workdir / "export").exists()
+  assert out.returncode != 0 and "not reached in 2 search steps" in out.stderr, out.stderr
+
+
+def test_truncated_latest_checkpoint_is_moved_aside_and_rewritten(repo_root, finished_run,
+                                                                   tmp_path):
+  from fmp_jax.checkpoint import StageCheckpoints
+  reference = (finished_run[0] / "export" / "model.msgpack").read_bytes()
+  workdir = copy_run(finished_run[0], tmp_path / "w",
+                     forget=("search", "finetune", "evaluate", "export"))
+  ckpt_dir = workdir / "checkpoints" / "search"
+  steps = sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit())
+  last = steps[-1]
+  damaged = 0
+  for root, _, files in os.walk(ckpt_dir / str(last)):
+    if os.path.basename(root) == "d":
+      for name in files:
+        open(os.path.join(root, name), "wb").close()
+        damaged += 1
+  assert damaged
+  out = run_main(repo_root, workdir)
+  assert out.returncode == 0, out.stdout + out.stderr
+  text = out.stdout + out.stderr
+  assert text.count("is unreadable") == 1, text
+  assert "Traceback" not in text and "Exception ignored" not in text, text
+  assert f"resuming from checkpoint at step {steps[-2]}" in out.stdout
+  aside = list((workdir / "checkpoints" / "unreadable").iterdir())
+  assert [p.name.rsplit("-", 2)[0] for p in aside] == [f"search-{last}"]
+  # The rerun's own checkpoint at that step landed and restores.
+  got = StageCheckpoints(str(ckpt_dir)).restore_latest(search_abstract_state(repo_root))
+  assert got is not None and got[0] == last and got[2]["converged"] is True
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(got[1]))
+  # Resumed from the previous step, it reaches the uninterrupted run's export, byte for byte.
+  assert (workdir / "export" / "model.msgpack").read_bytes() == reference
 
 
 def test_kill_and_resume_reaches_same_params(repo_root, finished_run, tmp_path):
@@ -92,6 +213,31 @@ def test_kill_and_resume_reaches_same_params(repo_root, finished_run, tmp_path):
   resumed = fmp_jax.load(str(workdir / "export" / "model.msgpack"))
   assert resumed.arch == reference.arch
   jax.tree.map(np.testing.assert_array_equal, resumed.params, reference.params)
+  # Nothing in the export depends on the interruption (timings live in report.json only).
+  assert ((workdir / "export" / "model.msgpack").read_bytes()
+          == (finished_run[0] / "export" / "model.msgpack").read_bytes())
+
+
+def test_kill_during_finetune_and_resume(repo_root, finished_run, tmp_path):
+  reference = (finished_run[0] / "export" / "model.msgpack").read_bytes()
+  workdir = copy_run(finished_run[0], tmp_path / "w", forget=("finetune", "evaluate", "export"))
+  for name in ("finetuned", "export", "checkpoints/finetune", "checkpoints/finetune.manifest"):
+    shutil.rmtree(workdir / name, ignore_errors=True)
+  proc = run_main(repo_root, workdir, wait=False)
+  ckpt_dir = workdir / "checkpoints" / "finetune"
+  deadline = time.time() + 300
+  while time.time() < deadline and proc.poll() is None:
+    if ckpt_dir.exists() and any(p.name.isdigit() for p in ckpt_dir.iterdir()):
+      break
+    time.sleep(0.01)
+  assert proc.poll() is None, "the run finished before it could be interrupted"
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert "finetune" not in json.loads((workdir / "stages.json").read_text())
+  out = run_main(repo_root, workdir)
+  assert out.returncode == 0, out.stdout + out.stderr
+  assert re.search(r"\[finetune\] resuming from checkpoint at step \d+", out.stdout), out.stdout
+  assert (workdir / "export" / "model.msgpack").read_bytes() == reference
 
 
 def test_missing_workdir_is_one_clear_line(repo_root):
@@ -100,16 +246,35 @@ def test_missing_workdir_is_one_clear_line(repo_root):
   assert out.returncode != 0 and "--workdir" in out.stderr and "Traceback" not in out.stderr
 
 
-@pytest.mark.parametrize("override, needle", [
-    ("--config.serch.lr=0.1", "serch"),
-    ("--config.data.train=/no/such/folder", "/no/such/folder"),
-    ("--config.budget.keep=1.0", "already met"),
-    ("--config.budget.criterion=fast", "fast"),
+@pytest.mark.parametrize("overrides, needle", [
+    (["--config.serch.lr=0.1"], "serch"),
+    (["--config.data.train=/no/such/folder"], "/no/such/folder"),
+    (["--config.budget.keep=1.0"], "already met"),
+    (["--config.budget.criterion=fast"], "fast"),
+    (["--config.data.eval_sets=('Set5',)", "--config.data.data_dir=/nonexistent"],
+     "data.eval_sets: /nonexistent: no such data directory"),
+    (["--config.data.eval_sets=('bundled','Set14')"], "'Set14' needs a data directory"),
 ])
-def test_bad_input_is_one_clear_line(repo_root, tmp_path, override, needle):
-  out = run_main(repo_root, tmp_path / "w", override, timeout=300)
+def test_bad_input_fails_fast_and_leaves_no_workdir(repo_root, tmp_path, overrides, needle):
+  t0 = time.time()
+  out = run_main(repo_root, tmp_path / "w", *overrides, timeout=120)
   assert out.returncode != 0
   assert needle in out.stderr and "Traceback" not in out.stderr, out.stderr
+  assert time.time() - t0 < 30   # checked before any compile
+  assert not (tmp_path / "w").exists()
+
+
+def test_workdir_that_is_a_file_or_a_foreign_folder_is_refused(repo_root, tmp_path):
+  (tmp_path / "file").write_text("x")
+  out = run_main(repo_root, tmp_path / "file", timeout=120)
+  assert out.returncode != 0 and "is a file, not a folder" in out.stderr, out.stderr
+  foreign = tmp_path / "photos"
+  foreign.mkdir()
+  (foreign / "holiday.jpg").write_bytes(b"...")
+  before = tree_hashes(foreign)
+  out = run_main(repo_root, foreign, timeout=120)
+  assert out.returncode != 0 and "not a run of fmp_jax.main" in out.stderr, out.stderr
+  assert tree_hashes(foreign) == before
 
 
 def test_nan_loss_stops_with_message_and_keeps_checkpoint(repo_root, tmp_path):
@@ -119,3 +284,10 @@ def test_nan_loss_stops_with_message_and_keeps_checkpoint(repo_root, tmp_path):
   assert out.returncode != 0
   assert "loss is nan" in out.stderr.lower() or "loss is inf" in out.stderr.lower(), out.stderr
   assert "Traceback" not in out.stderr
+  # The checkpoint the message names restores, and holds finite values only.
+  from fmp_jax.checkpoint import StageCheckpoints
+  kept = int(re.search(r"last good checkpoint \(step (\d+)\)", out.stderr).group(1))
+  got = StageCheckpoints(str(workdir / "checkpoints" / "search")).restore_latest(
+      search_abstract_state(repo_root))
+  assert got is not None and got[0] == kept
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(got[1]))

@@ -18,7 +18,9 @@ import os
 from fmp_jax.data.bundled import bundled_images
 from fmp_jax.data.errors import DataError
 from fmp_jax.data.folders import (BENCHMARKS, Pair, benchmark_pairs, bundled_pairs, div2k_pairs,
-                                  find_benchmark, iter_pairs, load_pairs, resolve_layout)
+                                  find_benchmark, iter_pairs, load_pairs, locate_benchmark,
+                                  resolve_layout)
+from fmp_jax.data.images import list_images
 from fmp_jax.data.imresize import bicubic_downscale, bicubic_upscale, imresize, modcrop
 from fmp_jax.data.sampler import PatchSampler, bundled_patches
 
@@ -55,6 +57,40 @@ def training_images(data_cfg, scale: int):
   return [p.hr for p in pairs], [p.lr for p in pairs], [p.name for p in pairs]
 
 
+def check_sources(data_cfg, scale: int) -> None:
+  """Checks, without decoding images, that the training data and every eval set can be found.
+
+  The driver calls this before training so that a wrong path fails in
+  seconds. Raises DataError naming the field and the path.
+  """
+  source = data_cfg.train
+  if source == "tfds":
+    if not getattr(data_cfg, "tfds_name", ""):
+      raise DataError("data.train='tfds' needs data.tfds_name: a prepared dataset directory or "
+                      "a name like 'div2k/bicubic_x2' under data.data_dir.")
+  elif source == "div2k":
+    if not data_cfg.data_dir:
+      raise DataError("data.train='div2k' needs data.data_dir: the folder holding "
+                      "DIV2K_train_HR/ (set --config.data.data_dir=...).")
+    for root in (data_cfg.data_dir, os.path.join(data_cfg.data_dir, "DIV2K")):
+      if os.path.isdir(os.path.join(root, "DIV2K_train_HR")):
+        list_images(os.path.join(root, "DIV2K_train_HR"))
+        break
+    else:
+      raise DataError(f"data.data_dir={data_cfg.data_dir!r}: no DIV2K_train_HR folder here or in "
+                      f"{data_cfg.data_dir}/DIV2K; point it at the folder that holds DIV2K.")
+  elif source != "bundled":
+    if not os.path.isdir(source):
+      raise DataError(f"data.train={source!r}: no such folder (use 'bundled', 'div2k', 'tfds' or "
+                      f"a folder of training images).")
+    list_images(resolve_layout(source, scale)[0])
+  for name in data_cfg.eval_sets:
+    try:
+      locate_benchmark(getattr(data_cfg, "data_dir", ""), name, scale)
+    except DataError as e:
+      raise DataError(f"data.eval_sets: {e}") from e
+
+
 def eval_pairs(data_cfg, name: str, scale: int) -> list[Pair]:
   """The pairs of evaluation set `name` ("bundled" or a benchmark under data_cfg.data_dir)."""
   return find_benchmark(getattr(data_cfg, "data_dir", ""), name, scale)
@@ -62,5 +98,6 @@ def eval_pairs(data_cfg, name: str, scale: int) -> list[Pair]:
 
 __all__ = ["BENCHMARKS", "DataError", "Pair", "PatchSampler", "benchmark_pairs",
            "bicubic_downscale", "bicubic_upscale", "bundled_images", "bundled_pairs",
-           "bundled_patches", "div2k_pairs", "eval_pairs", "find_benchmark", "imresize",
-           "iter_pairs", "load_pairs", "modcrop", "resolve_layout", "training_images"]
+           "bundled_patches", "check_sources", "div2k_pairs", "eval_pairs", "find_benchmark",
+           "imresize", "iter_pairs", "load_pairs", "locate_benchmark", "modcrop",
+           "resolve_layout", "training_images"]

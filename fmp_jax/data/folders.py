@@ -252,9 +252,20 @@ def find_benchmark(data_root: str, name: str, scale: int, **kwargs) -> list[Pair
   """
   if name == "bundled":
     return bundled_pairs(scale)
+  return load_pairs(locate_benchmark(data_root, name, scale), scale, **kwargs)
+
+
+def locate_benchmark(data_root: str, name: str, scale: int) -> Optional[str]:
+  """The folder of benchmark `name` under `data_root` (None for "bundled"), checked to hold images.
+
+  Cheap (no image is decoded): the driver calls it before training so a
+  missing set fails in seconds, not after the fine-tune.
+  """
+  if name == "bundled":
+    return None
   if not data_root:
     raise DataError(f"benchmark {name!r} needs a data directory holding {name}/HR "
-                    f"(or use 'bundled', which needs no files).")
+                    f"(set --config.data.data_dir=..., or use 'bundled', which needs no files).")
   if not os.path.isdir(data_root):
     raise DataError(f"{data_root}: no such data directory (expected it to hold {name}/HR).")
   candidates = _ALIASES.get(name.lower(), (name,))
@@ -262,7 +273,8 @@ def find_benchmark(data_root: str, name: str, scale: int, **kwargs) -> list[Pair
     for folder in candidates:
       root = os.path.join(base, folder)
       if os.path.isdir(root):
-        return load_pairs(root, scale, **kwargs)
+        list_images(resolve_layout(root, scale)[0])   # raises if it holds no images
+        return root
   raise DataError(f"{data_root}: no benchmark folder {name!r} (looked for "
                   f"{'/'.join(candidates)} here and under benchmark/). Expected "
                   f"{name}/HR/*.png and optionally {name}/LR_bicubic/X{scale}/*x{scale}.png.")
