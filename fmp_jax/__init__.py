@@ -8,6 +8,7 @@
 """
 
 from fmp_jax.arch import Arch, ArchError
+from fmp_jax.data.errors import DataError
 from fmp_jax.export import load, save as save_export
 from fmp_jax.finetuning import finetune
 from fmp_jax.models import apply, build_model, init_params
@@ -17,6 +18,6 @@ from fmp_jax.pruning.search import BudgetNotReachedError, ParamsMismatchError
 
 __version__ = "0.1.0"
 
-__all__ = ["Arch", "ArchError", "Budget", "BudgetError", "BudgetNotReachedError",
+__all__ = ["Arch", "ArchError", "Budget", "BudgetError", "BudgetNotReachedError", "DataError",
            "ParamsMismatchError", "PruneResult", "apply", "build_model", "finetune",
            "init_params", "load", "prune", "save_export", "sparsity_report"]

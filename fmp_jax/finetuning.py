@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import optax
 
 from fmp_jax.arch import Arch
-from fmp_jax.models import MASKS, build_model
+from fmp_jax.data.checks import CheckedBatches
+from fmp_jax.models import MASKS, build_model, check_finite_params, check_params
 
 
 @flax.struct.dataclass
@@ -25,8 +26,11 @@ class FinetuneState:
   opt_state: Any
 
 
+# Cached: `make_step` is cached by (arch, tx), so repeated finetune() calls with the
+# same settings reuse one compiled step instead of compiling a new one each time.
+@functools.lru_cache(maxsize=16)
 def make_optimizer(lr: float, halve_every: Optional[int] = None) -> optax.GradientTransformation:
-  """Adam with the SR convention: lr halved every `halve_every` steps."""
+  """Adam with the SR convention: lr halved every `halve_every` steps (stateless, shared)."""
   if halve_every:
     schedule = optax.exponential_decay(lr, transition_steps=int(halve_every), decay_rate=0.5,
                                        staircase=True)
@@ -75,12 +79,26 @@ def finetune(params: Mapping, arch: Arch, masks: Optional[Mapping], data: Iterab
              on_step: Optional[Callable[[int, dict], None]] = None) -> dict:
   """Trains `params` (pruned widths in `arch`) for `steps` batches of (lr, hr).
 
+  `data` yields (lr, hr) batches as `fmp_jax.prune` takes them: lr (N, h, w, 3),
+  hr (N, h*s, w*s, 3), NHWC, float32 in [0, arch.rgb_range] or uint8 in
+  0..255 (converted to float32 x / 255 * arch.rgb_range). A list is restarted
+  when it runs out; a generator must yield `steps` batches.
+
   Returns the fine-tuned params with the weight masks baked in. Inputs are not mutated.
+  Raises `fmp_jax.data.DataError` for unusable data, `ParamsMismatchError` for
+  params that are not of `arch` (e.g. dense params with a pruned arch), and
+  ValueError for NaN/Inf in `params`.
   """
+  if int(steps) != steps or steps < 0:
+    raise ValueError(f"steps={steps} must be a non-negative integer.")
+  steps = int(steps)
+  check_params(params, arch)
+  check_finite_params(params, "finetune")
   tx = make_optimizer(lr, halve_every)
   step_fn = jax.jit(make_step(arch, tx), donate_argnums=0)
   state = init_state(params, tx)
-  batches = iter(data)
+  batches = CheckedBatches(data, arch.scale, arch.rgb_range, steps, f"needs {steps} (steps)",
+                           "finetune")
   for i in range(1, steps + 1):
     lr_img, hr_img = next(batches)
     state, metrics = step_fn(state, masks or {}, lr_img, hr_img)

@@ -2,4 +2,4 @@
 
 
 class DataError(ValueError):
-  """Unusable data: the message names the file or folder and the fix."""
+  """Unusable data: the message names the file, folder or batch and the fix."""

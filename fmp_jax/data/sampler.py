@@ -89,8 +89,9 @@ class PatchSampler:
                f"{self.patch * self.scale}x{self.patch * self.scale} HR patch (LR patch "
                f"{self.patch}x{self.patch} at x{self.scale})")
         if not skip_small:
-          raise DataError(msg + "; lower the patch size, remove the image, or pass "
-                          "skip_small=True.")
+          raise DataError(msg + "; use larger images or a smaller patch_size, or skip such "
+                          "images: --config.data.skip_small=True for the driver, "
+                          "skip_small=True for PatchSampler.")
         warnings.warn(msg + "; skipped.")
         continue
       self.hr.append(hr)
@@ -98,7 +99,7 @@ class PatchSampler:
       self.names.append(name)
     if not self.hr:
       raise DataError(f"PatchSampler: every image is smaller than the {self.patch}x{self.patch} "
-                      f"LR patch.")
+                      f"LR patch; use larger images or a smaller patch_size.")
 
   def _draw(self, step: int):
     """The whole global batch's random choices for `step` (cheap; every host draws all)."""

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from fmp_jax.arch import Arch
+from fmp_jax.data.checks import model_input
 from fmp_jax.models.edsr import EDSR
 from fmp_jax.models.esrb import ESRB
 from fmp_jax.models.layers import MASKS, MaskedConv, pixel_shuffle
@@ -48,6 +49,57 @@ def init_params(arch: Arch, seed: int = 0) -> dict:
   return flax.traverse_util.unflatten_dict(drawn)
 
 
+class ParamsMismatchError(ValueError):
+  """Params whose tree or shapes do not match the given Arch."""
+
+
+def arch_name(arch: Arch) -> str:
+  """Short label such as "ESRB-6-256 x2" for messages."""
+  return f"{arch.model.upper()}-{arch.blocks}-{arch.channels} x{arch.scale}"
+
+
+@functools.lru_cache(maxsize=64)
+def _param_shapes(arch: Arch) -> dict:
+  # Cached: tracing the model costs far more than apply's own check.
+  return {path: tuple(leaf.shape) for path, leaf in
+          flax.traverse_util.flatten_dict(flax.core.unfreeze(abstract_params(arch))).items()}
+
+
+def check_params(params: Mapping, arch: Arch) -> None:
+  """Raises ParamsMismatchError naming the first layer whose shape differs."""
+  expected = _param_shapes(arch)
+  if not isinstance(params, Mapping):
+    raise ParamsMismatchError(f"params must be the nested dict of arrays of "
+                              f"{arch_name(arch)}, got {type(params).__name__}.")
+  got = flax.traverse_util.flatten_dict(flax.core.unfreeze(dict(params)))
+  missing = sorted(set(expected) - set(got))
+  extra = sorted(set(got) - set(expected))
+  if missing or extra:
+    name = "/".join((missing or extra)[0])
+    raise ParamsMismatchError(
+        f"params do not match {arch_name(arch)}: {'missing' if missing else 'unexpected'} "
+        f"entry {name!r}. Build params with fmp_jax.init_params(arch).")
+  for path, shape in expected.items():
+    if tuple(np.shape(got[path])) != shape:
+      raise ParamsMismatchError(
+          f"params do not match {arch_name(arch)}: {'/'.join(path)} has shape "
+          f"{tuple(np.shape(got[path]))}, the arch needs {shape}.")
+
+
+def check_finite_params(params: Mapping, caller: str) -> None:
+  """Raises ValueError naming the param arrays that hold NaN or Inf."""
+  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(dict(params)))
+  # One device round trip for all the counts.
+  counts = jax.device_get({p: jnp.sum(~jnp.isfinite(jnp.asarray(x))) for p, x in flat.items()})
+  bad = [(p, int(n), int(np.size(flat[p]))) for p, n in sorted(counts.items()) if n]
+  if bad:
+    listed = ", ".join(f"{'/'.join(p)} ({n} of {size} values)" for p, n, size in bad[:5])
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    raise ValueError(f"{caller}: the given params hold NaN/Inf before any step: {listed}{more}. "
+                     f"They come from a diverged run or a broken file; start from "
+                     f"fmp_jax.init_params(arch) or a good checkpoint.")
+
+
 def abstract_params(arch: Arch) -> Any:
   """Param shapes (jax.ShapeDtypeStruct leaves) without materialising weights."""
   model = build_model(arch)
@@ -57,13 +109,24 @@ def abstract_params(arch: Arch) -> Any:
 
 def apply(params: Mapping, arch: Arch, lr: jax.Array,
           masks: Optional[Mapping] = None) -> jax.Array:
-  """Upscales `lr` (N,H,W,3 in [0, arch.rgb_range]) to (N, H*s, W*s, 3).
+  """Upscales `lr` by arch.scale: (N, H, W, 3) -> (N, H*s, W*s, 3).
+
+  `lr` is channels last (NHWC), either a batch (N, H, W, 3) or one image
+  (H, W, 3), which gives one (H*s, W*s, 3) image. Float input is taken as
+  values in [0, arch.rgb_range]; uint8 input (0..255) is converted to
+  float32 x / 255 * arch.rgb_range first. The output is float32 on the
+  [0, arch.rgb_range] scale (not clipped). `params` must match `arch`
+  (`ParamsMismatchError` names the first layer that does not); input problems
+  raise `fmp_jax.data.DataError`.
 
   `masks` is the ``masks`` collection: ``{"channels": {group: (C,)}}`` for a
   full-width masked model and/or per-layer ``{"<layer>": {"weight": HWIO}}``
   weight masks. Without masks the model runs dense at no extra cost.
   """
-  return _apply_jit(params, arch, jnp.asarray(lr), masks or None)
+  check_params(params, arch)
+  x, single = model_input(lr, arch.rgb_range)
+  out = _apply_jit(params, arch, jnp.asarray(x), masks or None)
+  return out[0] if single else out
 
 
 @functools.partial(jax.jit, static_argnums=(1,))
@@ -74,5 +137,6 @@ def _apply_jit(params, arch, lr, masks):
   return build_model(arch).apply(variables, lr)
 
 
-__all__ = ["ESRB", "EDSR", "MaskedConv", "pixel_shuffle", "build_model", "init_params",
-           "abstract_params", "apply", "MASKS", "MIN_LR_SIDE"]
+__all__ = ["ESRB", "EDSR", "MaskedConv", "ParamsMismatchError", "pixel_shuffle", "build_model",
+           "check_finite_params", "check_params", "init_params", "abstract_params", "apply",
+           "MASKS", "MIN_LR_SIDE"]

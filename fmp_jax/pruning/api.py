@@ -9,6 +9,8 @@ import jax
 import numpy as np
 
 from fmp_jax.arch import Arch
+from fmp_jax.data.checks import CheckedBatches
+from fmp_jax.models import check_finite_params
 from fmp_jax.pruning import complexity, search, surgery
 from fmp_jax.pruning.budget import Budget, BudgetError, quantities
 
@@ -95,9 +97,12 @@ def prune(params: Mapping, budget: Union[Budget, float], *, arch: Arch,
       trained; the hypernetwork starts by reproducing their kernels. Not mutated.
     budget: a `Budget`, or a float: the kept fraction of FLOPs, criterion Total.
     arch: the dense architecture of `params`.
-    data: iterable of (lr, hr) batches, NHWC float32 in [0, arch.rgb_range]
-      (hr is `arch.scale` times larger). Default: random patches of the photos
-      bundled with scikit-image.
+    data: iterable of (lr, hr) batches, one per step: lr (N, h, w, 3) and hr
+      (N, h*s, w*s, 3) with s = arch.scale, channels last (NHWC), float32 in
+      [0, arch.rgb_range] or uint8 in 0..255 (converted to float32
+      x / 255 * arch.rgb_range). A list (or any iterable that can be iterated
+      again) is restarted when it runs out; a generator must yield enough
+      batches. Default: random patches of the photos bundled with scikit-image.
     steps: the most search steps before `BudgetNotReachedError` (default:
       config.max_steps).
     seed: seeds the hypernetwork init and the default data.
@@ -108,6 +113,10 @@ def prune(params: Mapping, budget: Union[Budget, float], *, arch: Arch,
   Returns:
     `PruneResult` with the compact params, its `Arch`, the weight masks and a
     report (see `sparsity_report`, plus the search's ``steps``/``converged``).
+  Raises:
+    fmp_jax.data.DataError: unusable data (shapes, layout, value range, or a
+      generator that runs out); ParamsMismatchError: params not of `arch`;
+    ValueError: NaN/Inf in `params`; BudgetNotReachedError: see `steps`.
   """
   budget = Budget.coerce(budget)
   if not isinstance(arch, Arch):
@@ -118,13 +127,16 @@ def prune(params: Mapping, budget: Union[Budget, float], *, arch: Arch,
   if max_steps < 1:
     raise ValueError(f"steps={max_steps} must be at least 1.")
   search.check_params(params, arch)
+  check_finite_params(params, "prune")
   search.check_budget_needs_pruning(arch, budget)
 
   if data is None:
     from fmp_jax.data import bundled_patches
     data = bundled_patches(arch.scale, int(cfg.get("patch_size", 48)),
                            int(cfg.get("batch_size", 16)), seed=seed, rgb_range=arch.rgb_range)
-  batches = iter(data)
+  batches = CheckedBatches(data, arch.scale, arch.rgb_range, max_steps,
+                           f"may need up to {max_steps} (steps / config.max_steps; the search "
+                           f"stops earlier once the budget is met)", "prune")
 
   state = search.init_state(arch, params, settings, seed=seed)
   callback = None if on_step is None else (lambda step, metrics, _: on_step(step, metrics))

@@ -40,7 +40,9 @@ import numpy as np
 import optax
 
 from fmp_jax.arch import Arch
-from fmp_jax.models import MASKS, abstract_params, build_model
+from fmp_jax.data.checks import out_of_batches
+from fmp_jax.models import MASKS, ParamsMismatchError, build_model, check_params
+from fmp_jax.models import arch_name as _arch_name
 from fmp_jax.pruning import complexity, hyper, latents as latents_lib, masks as masks_lib, pace
 from fmp_jax.pruning import regularizer
 from fmp_jax.pruning.budget import Budget, BudgetError, quantities
@@ -48,10 +50,6 @@ from fmp_jax.tree_paths import get_at, set_at
 
 QUANTITIES = ("total", "channel", "weight")
 WEIGHT_UPDATES = ("proximal", "penalty")
-
-
-class ParamsMismatchError(ValueError):
-  """Params whose tree or shapes do not match the given Arch."""
 
 
 class BudgetNotReachedError(RuntimeError):
@@ -157,25 +155,6 @@ class SearchSettings:
 
 # --- set-up ------------------------------------------------------------------
 
-def check_params(params: Mapping, arch: Arch) -> None:
-  """Raises ParamsMismatchError naming the first layer whose shape differs."""
-  expected = flax.traverse_util.flatten_dict(flax.core.unfreeze(
-      jax.tree.map(lambda s: s.shape, abstract_params(arch))))
-  got = flax.traverse_util.flatten_dict(flax.core.unfreeze(dict(params)))
-  missing = sorted(set(expected) - set(got))
-  extra = sorted(set(got) - set(expected))
-  if missing or extra:
-    name = "/".join((missing or extra)[0])
-    raise ParamsMismatchError(
-        f"params do not match {_arch_name(arch)}: {'missing' if missing else 'unexpected'} "
-        f"entry {name!r}. Build params with fmp_jax.init_params(arch).")
-  for path, shape in expected.items():
-    if tuple(np.shape(got[path])) != tuple(shape):
-      raise ParamsMismatchError(
-          f"params do not match {_arch_name(arch)}: {'/'.join(path)} has shape "
-          f"{tuple(np.shape(got[path]))}, the arch needs {tuple(shape)}.")
-
-
 def check_budget_needs_pruning(arch: Arch, budget: Budget) -> None:
   """Raises BudgetError when the dense model already satisfies `budget`."""
   dense = complexity.count(arch)
@@ -183,10 +162,6 @@ def check_budget_needs_pruning(arch: Arch, budget: Budget) -> None:
   if budget.met(quantities(value, value, value)):
     raise BudgetError(f"the budget ({budget.describe()}) is already met by the unpruned "
                       f"{_arch_name(arch)}; nothing to prune. Use a keep below 1.")
-
-
-def _arch_name(arch: Arch) -> str:
-  return f"{arch.model.upper()}-{arch.blocks}-{arch.channels} x{arch.scale}"
 
 
 def entries_per_group(arch: Arch, settings: SearchSettings) -> dict[str, int]:
@@ -480,7 +455,7 @@ def run_search(arch: Arch, state: SearchState, budget: Budget, settings: SearchS
   """Steps until the budget's criterion holds (checked every step, exactly on the host).
 
   Args:
-    batches: iterator of (lr, hr) arrays.
+    batches: iterator of (lr, hr) arrays, one per step (`DataError` if it ends first).
     max_steps: the step count at which the search gives up.
     step_fn: a jitted step; default: `jax.jit(make_step(...), donate_argnums=0)`.
     on_step: called as on_step(step, metrics, state) after every step (logging,
@@ -496,7 +471,10 @@ def run_search(arch: Arch, state: SearchState, budget: Budget, settings: SearchS
   best = None
   start = int(state.step)
   for step in range(start + 1, max_steps + 1):
-    lr, hr = next(batches)
+    try:
+      lr, hr = next(batches)
+    except StopIteration:
+      raise out_of_batches(step, max_steps) from None
     state, metrics = step_fn(state, b, lr, hr)
     metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
     metrics["step"] = step
