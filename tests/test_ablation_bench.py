@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ARMS = "fmp_total,fmp_scratch,l1norm,uniform"
 
 
@@ -18,6 +20,7 @@ def run_bench(repo_root, tmp_path):
   return proc.stdout, json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_quick_ablation(repo_root, tmp_path):
   stdout, result = run_bench(repo_root, tmp_path)
   rows = {r["arm"]: r for r in result["summary"]}

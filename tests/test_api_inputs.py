@@ -254,6 +254,7 @@ def cached_batches(scale, seed, n=6):
   return list(itertools.islice(photo_batches(scale=scale, patch=16, batch=2, seed=seed), n))
 
 
+@pytest.mark.slow
 def test_prune_with_pair_indicators(monkeypatch):
   arch = Arch(model="edsr", blocks=2, channels=8, scale=2)
   dense_params = fmp_jax.init_params(arch, seed=1)
@@ -274,6 +275,7 @@ def test_prune_with_pair_indicators(monkeypatch):
   assert removed_pairs > 0 and result.report["weight_pruned_ratio"] > 0
 
 
+@pytest.mark.slow
 def test_prune_with_prunable_esa(monkeypatch):
   arch = Arch(model="esrb", blocks=2, channels=8, esa_channels=8, scale=2, prune_esa=True)
   dense_params = fmp_jax.init_params(arch, seed=2)
@@ -290,6 +292,7 @@ def test_prune_with_prunable_esa(monkeypatch):
     assert node["expand"]["kernel"].shape[2] == f
 
 
+@pytest.mark.slow
 def test_prune_edsr(monkeypatch):
   arch = Arch(model="edsr", blocks=2, channels=8, scale=2)
   dense_params = fmp_jax.init_params(arch, seed=3)
