@@ -22,6 +22,17 @@ _RESTART = flags.DEFINE_bool(
     "restart", False, "Start over: move the run already in --workdir to "
     "<workdir>.replaced-<time> first. Without it, a workdir whose run used a config that "
     "differs in a field that changes the result is refused.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Multi-process: host:port of process 0's coordinator "
+    "(default: $JAX_COORDINATOR_ADDRESS; found by JAX itself on TPU pods and SLURM).")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Multi-process: how many processes (default: $JAX_NUM_PROCESSES).")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "Multi-process: this process's id, 0..num_processes-1 "
+    "(default: $JAX_PROCESS_ID).")
+_DISTRIBUTED_TIMEOUT = flags.DEFINE_integer(
+    "distributed_timeout", 300, "Multi-process: seconds to wait for the coordinator and the "
+    "other processes before giving up with an error.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 PROG = "fmp_jax.main"
@@ -34,7 +45,10 @@ def main(argv):
   config = config_or_exit(_CONFIG, PROG)
   from fmp_jax import train  # imported late so flag errors come fast
   try:
-    train.train_and_evaluate(config, _WORKDIR.value, restart=_RESTART.value)
+    distributed = dict(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
+                       process_id=_PROCESS_ID.value, timeout_s=_DISTRIBUTED_TIMEOUT.value)
+    train.train_and_evaluate(config, _WORKDIR.value, restart=_RESTART.value,
+                             distributed=distributed)
   except KeyboardInterrupt:
     sys.exit(f"{PROG}: interrupted; rerun the same command to resume from the last checkpoint.")
   except (ValueError, RuntimeError, FloatingPointError, OSError) as e:

@@ -9,7 +9,9 @@ assembles the global array; nothing here depends on the device count.
 from __future__ import annotations
 
 import os
-from typing import Any
+import socket
+import time
+from typing import Any, Optional
 
 import jax
 import numpy as np
@@ -19,19 +21,77 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 DATA_AXIS = "data"
 
 
-def maybe_initialize_distributed(requested: bool) -> None:
+class DistributedSetupError(RuntimeError):
+  """The multi-process job cannot start (bad process id/count, no coordinator)."""
+
+
+def _env_int(name: str):
+  value = os.environ.get(name)
+  if value in (None, ""):
+    return None
+  try:
+    return int(value)
+  except ValueError:
+    raise DistributedSetupError(f"{name}={value!r} is not an integer.") from None
+
+
+def _wait_for_coordinator(address: str, timeout_s: float) -> None:
+  """Returns once `address` accepts TCP connections; raises after `timeout_s`.
+
+  JAX aborts the whole process (no Python exception) when a non-coordinator
+  process cannot register in time, so the other processes probe first.
+  """
+  host, _, port = address.rpartition(":")
+  deadline = time.monotonic() + timeout_s
+  while True:
+    try:
+      with socket.create_connection((host or "127.0.0.1", int(port)), timeout=2):
+        return
+    except OSError:
+      if time.monotonic() >= deadline:
+        raise DistributedSetupError(
+            f"no coordinator answered at {address} within {timeout_s:g} s; start process 0 "
+            "(it hosts the coordinator) with the same address, or check the address/port."
+            ) from None
+      time.sleep(0.5)
+
+
+def maybe_initialize_distributed(requested: bool, coordinator_address: Optional[str] = None,
+                                 num_processes: Optional[int] = None,
+                                 process_id: Optional[int] = None,
+                                 timeout_s: float = 300) -> None:
   """Calls `jax.distributed.initialize()` when asked or when the environment is a multi-host job.
 
-  On Cloud TPU pods and SLURM/Open MPI clusters JAX discovers the coordinator
-  itself; elsewhere set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
-  JAX_PROCESS_ID.
+  On Cloud TPU pods and SLURM/Open MPI clusters JAX discovers the coordinator,
+  the process count and this process's id itself. Elsewhere give them as
+  arguments or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
+  JAX_PROCESS_ID (tools/launch_local.py does). Bad values and a coordinator
+  that never answers raise DistributedSetupError within `timeout_s`.
   """
-  env = any(os.environ.get(k) for k in ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS"))
-  if requested or env:
-    jax.distributed.initialize()
-    logging.info("jax.distributed: process %d of %d, %d local / %d global devices",
-                 jax.process_index(), jax.process_count(), jax.local_device_count(),
-                 jax.device_count())
+  address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
+  n = num_processes if num_processes is not None else _env_int("JAX_NUM_PROCESSES")
+  pid = process_id if process_id is not None else _env_int("JAX_PROCESS_ID")
+  if not (requested or address):
+    return
+  if (n is None) != (pid is None):
+    raise DistributedSetupError("give both the process count and this process's id "
+                                f"(got count {n}, id {pid}).")
+  if n is not None:
+    if n < 1:
+      raise DistributedSetupError(f"the process count is {n}; it must be at least 1.")
+    if not 0 <= pid < n:
+      raise DistributedSetupError(f"process id {pid} is out of range for {n} processes "
+                                  f"(ids are 0..{n - 1}).")
+    if address is None:
+      raise DistributedSetupError("a process count and id were given but no coordinator "
+                                  "address (JAX_COORDINATOR_ADDRESS or --coordinator_address).")
+    if pid > 0:
+      _wait_for_coordinator(address, timeout_s)
+  jax.distributed.initialize(coordinator_address=address, num_processes=n, process_id=pid,
+                             initialization_timeout=int(timeout_s))
+  logging.info("jax.distributed: process %d of %d, %d local / %d global devices",
+               jax.process_index(), jax.process_count(), jax.local_device_count(),
+               jax.device_count())
 
 
 def make_mesh() -> Mesh:
@@ -51,8 +111,9 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
 def check_batch_size(global_batch: int, mesh: Mesh, what: str) -> None:
   n = mesh.devices.size
   if global_batch % n or global_batch % jax.process_count():
-    raise ValueError(f"{what}={global_batch} must be a multiple of the {n} devices "
-                     f"({jax.process_count()} hosts); change it or the device count.")
+    raise ValueError(f"{what}={global_batch} is not divisible by the {n} devices "
+                     f"({jax.process_count()} processes): the global batch is split evenly "
+                     f"over them; use a multiple of {n}, or change the device count.")
 
 
 def put_replicated(tree: Any, mesh: Mesh) -> Any:

@@ -28,6 +28,7 @@ import itertools
 import json
 import os
 import time
+from typing import Optional
 
 import jax
 from absl import logging
@@ -178,6 +179,7 @@ def run_search_stage(config, workdir: str, arch: Arch, budget: Budget, mesh, wri
     export.save(os.path.join(workdir, "pruned", "model.msgpack"), result.params, result.arch,
                 result.masks, meta={"stage": "search", "search_steps": steps,
                                     "report": result.report})
+  _sync("pruned_export_written")   # the fine-tune stage of every process reads it
   return {"steps": steps, "report": result.report}
 
 
@@ -228,6 +230,7 @@ def run_finetune_stage(config, workdir: str, mesh, writer, images) -> dict:
   if _is_main():
     export.save(os.path.join(workdir, "finetuned", "model.msgpack"), params, arch, pruned.masks,
                 meta=dict(pruned.meta, stage="finetune", finetune_steps=total))
+  _sync("finetuned_export_written")
   return {"steps": total}
 
 
@@ -342,15 +345,19 @@ def prepare_workdir(config, workdir: str, restart: bool = False):
   return arch, budget, mesh, book, images
 
 
-def train_and_evaluate(config, workdir: str, restart: bool = False) -> dict:
+def train_and_evaluate(config, workdir: str, restart: bool = False,
+                       distributed: Optional[dict] = None) -> dict:
   """Runs (or resumes) every stage in `workdir` and returns the final report dict.
 
   Raises WorkdirConflictError when `workdir` holds a run of a config that
   differs in a field that changes the result; `restart=True` moves that run
-  to ``<workdir>.replaced-<time>`` and starts over.
+  to ``<workdir>.replaced-<time>`` and starts over. `distributed`: keyword
+  arguments of `sharding.maybe_initialize_distributed` (coordinator address,
+  process count and id, timeout); used when config.distributed is True or
+  the environment names a coordinator.
   """
   workdir = os.path.abspath(workdir)
-  sharding.maybe_initialize_distributed(bool(config.distributed))
+  sharding.maybe_initialize_distributed(bool(config.distributed), **(distributed or {}))
   arch, budget, mesh, book, images = prepare_workdir(config, workdir, restart)
   writer = MetricWriter(workdir)
   _say(f"fmp_jax: {arch.model.upper()}-{arch.blocks}-{arch.channels} x{arch.scale}, "
