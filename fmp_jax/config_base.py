@@ -43,7 +43,8 @@ def base_config() -> ml_collections.ConfigDict:
   # Fine-tuning of the physically pruned model (weight masks held fixed).
   c.finetune = ml_collections.ConfigDict(dict(
       steps=300_000, batch_size=16, patch_size=48, lr=2e-4,
-      lr_halve_every=100_000, log_every=100, checkpoint_every=5000))
+      lr_halve_every=100_000, log_every=100, checkpoint_every=5000,
+      reduction_shards=0))      # as search.reduction_shards (fmp_jax.reduction)
 
   # Training and evaluation data.
   c.data = ml_collections.ConfigDict(dict(

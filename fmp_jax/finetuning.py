@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fmp_jax import reduction
 from fmp_jax.arch import Arch
 from fmp_jax.data.checks import CheckedBatches
 from fmp_jax.models import MASKS, build_model, check_finite_params, check_params
@@ -45,17 +46,28 @@ def init_state(params: Mapping, tx: optax.GradientTransformation) -> FinetuneSta
 
 
 @functools.lru_cache(maxsize=16)
-def make_step(arch: Arch, tx: optax.GradientTransformation) -> Callable:
-  """Pure step `(state, masks, lr, hr) -> (state, metrics)`; L1 loss, masks fixed."""
+def make_step(arch: Arch, tx: optax.GradientTransformation, reduction_shards: int = 0,
+              mesh=None) -> Callable:
+  """Pure step `(state, masks, lr, hr) -> (state, metrics)`; L1 loss, masks fixed.
+
+  reduction_shards, mesh: as `SearchSettings.reduction_shards` (fixed-order
+  sums over micro-shards of the batch, bit-identical on any device layout).
+  """
   model = build_model(arch)
 
   def step(state: FinetuneState, masks: Mapping, lr: jax.Array, hr: jax.Array):
-    def loss_fn(params):
+    def loss_fn(params, lr, hr):
       variables = {"params": params}
       if masks:
         variables[MASKS] = masks
       return jnp.mean(jnp.abs(model.apply(variables, lr) - hr))
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    if reduction_shards:
+      vg = reduction.sharded_value_and_grad(
+          lambda p, lr_, hr_: (loss_fn(p, lr_, hr_), None), reduction_shards,
+          mesh if mesh is not None else reduction.single_device_mesh())
+      (loss, _), grads = vg(state.params, lr, hr)
+    else:
+      loss, grads = jax.value_and_grad(loss_fn)(state.params, lr, hr)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     new = state.replace(step=state.step + 1, params=params, opt_state=opt_state)

@@ -116,6 +116,17 @@ def check_batch_size(global_batch: int, mesh: Mesh, what: str) -> None:
                      f"over them; use a multiple of {n}, or change the device count.")
 
 
+def check_reduction_shards(shards: int, global_batch: int, mesh: Mesh, stage: str) -> None:
+  """reduction_shards must be 0, or a power of two dividing the batch and divisible by the devices."""
+  if not shards:
+    return
+  n = mesh.devices.size
+  if shards & (shards - 1) or global_batch % shards or shards % n:
+    raise ValueError(f"{stage}.reduction_shards={shards} must be a power of two that divides "
+                     f"{stage}.batch_size={global_batch} and is a multiple of the {n} devices "
+                     "(or 0: off).")
+
+
 def put_replicated(tree: Any, mesh: Mesh) -> Any:
   """Places host values (identical on every host) as replicated global arrays."""
   sharding = replicated(mesh)

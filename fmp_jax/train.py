@@ -128,7 +128,7 @@ def run_search_stage(config, workdir: str, arch: Arch, budget: Budget, mesh, wri
     converged = bool(record.get("converged"))
     _say(f"[search] resuming from checkpoint at step {step}" + (" (converged)" if converged else ""))
 
-  step_fn = jax.jit(search.make_step(arch, budget.criterion, settings),
+  step_fn = jax.jit(search.make_step(arch, budget.criterion, settings, mesh),
                     in_shardings=(rep, rep, sharding.batch_sharded(mesh),
                                   sharding.batch_sharded(mesh)),
                     out_shardings=(rep, rep), donate_argnums=0)
@@ -203,7 +203,7 @@ def run_finetune_stage(config, workdir: str, mesh, writer, images) -> dict:
   if restored is not None:
     step, state, _ = restored
     _say(f"[finetune] resuming from checkpoint at step {step}")
-  step_fn = jax.jit(finetuning.make_step(arch, tx),
+  step_fn = jax.jit(finetuning.make_step(arch, tx, int(cfg.reduction_shards), mesh),
                     in_shardings=(rep, rep, sharding.batch_sharded(mesh),
                                   sharding.batch_sharded(mesh)),
                     out_shardings=(rep, rep), donate_argnums=0)
@@ -322,6 +322,9 @@ def prepare_workdir(config, workdir: str, restart: bool = False):
   mesh = sharding.make_mesh()
   sharding.check_batch_size(config.search.batch_size, mesh, "search.batch_size")
   sharding.check_batch_size(config.finetune.batch_size, mesh, "finetune.batch_size")
+  for stage in ("search", "finetune"):
+    sharding.check_reduction_shards(config[stage].reduction_shards, config[stage].batch_size,
+                                    mesh, stage)
   neutral = [] if restart else workdir_lib.check_config(workdir, config,
                                                           workdir_lib.config_dict(base_config()))
   book = _StageBook(workdir) if not restart else None

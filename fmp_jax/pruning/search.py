@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from fmp_jax import reduction
 from fmp_jax.arch import Arch
 from fmp_jax.data.checks import out_of_batches
 from fmp_jax.models import MASKS, ParamsMismatchError, build_model, check_params
@@ -106,6 +107,10 @@ class SearchSettings:
       input/output channel pair, a coarser option).
     landing_tol: how far below the target one proximal step may land.
     landing_iters: bisection steps of the landing search.
+    reduction_shards: 0, or M (a power of two dividing the batch, a multiple
+      of the device count): the data term's value and gradient are summed
+      over M micro-shards in a fixed order (`fmp_jax.reduction`), so runs on
+      1 or N devices/processes take bit-identical steps (slower per step).
   """
   lr: float = 2e-4
   latent_optimizer: str = "adam"
@@ -130,6 +135,7 @@ class SearchSettings:
   indicator: str = "weight"
   landing_tol: float = 0.0
   landing_iters: int = 30
+  reduction_shards: int = 0
 
   def __post_init__(self):
     choices = {"latent_optimizer": latents_lib.OPTIMIZERS, "latent_init": latents_lib.INITS,
@@ -142,6 +148,9 @@ class SearchSettings:
     if self.gate == "z" and self.latent_init == "randn":
       raise ValueError("search.gate='z' needs search.latent_init='ones': the Z gate scales "
                        "each kernel by its initial z_in z_out, which randn can put near 0.")
+    if self.reduction_shards < 0 or self.reduction_shards & (self.reduction_shards - 1):
+      raise ValueError(f"search.reduction_shards={self.reduction_shards} must be 0 (off) or a "
+                       "power of two.")
     if self.channel_multiple < 1 or self.min_channels < 1:
       raise ValueError(f"search.channel_multiple={self.channel_multiple} and "
                        f"search.min_channels={self.min_channels} must be >= 1.")
@@ -279,11 +288,12 @@ TESTED = {"total": ("total",), "channel": ("channel",), "weight": ("weight",),
 
 
 @functools.lru_cache(maxsize=16)
-def make_step(arch: Arch, criterion: str, settings: SearchSettings) -> Callable:
+def make_step(arch: Arch, criterion: str, settings: SearchSettings, mesh=None) -> Callable:
   """The pure search step `(state, budget_arrays, lr, hr) -> (state, metrics)`.
 
   lr: (N, h, w, 3) LR patches, hr: (N, h*s, w*s, 3), both in [0, arch.rgb_range].
-  Not jitted here: callers jit it with their own shardings.
+  Not jitted here: callers jit it with their own shardings. `mesh`: the batch's
+  mesh (axis "data"), needed by settings.reduction_shards (default: one device).
   """
   model = build_model(arch)
   counter = regularizer.Counter(arch)
@@ -354,6 +364,9 @@ def make_step(arch: Arch, criterion: str, settings: SearchSettings) -> Callable:
     a_w = land(lambda a: count(channels, prox_w(hw, a), metric_w)[name_w], target(gov_w))
     return {"channels": channels, "weights": prox_w(hw, a_w)}, a_c, a_w
 
+  shards = settings.reduction_shards
+  step_mesh = (mesh if mesh is not None else reduction.single_device_mesh()) if shards else None
+
   def step(state: SearchState, b: Mapping, lr: jax.Array, hr: jax.Array):
     metric_w = b["metric_w"]
     now = {q: pace.scheduled_target(t, state.step.astype(jnp.float32), settings.pace_steps,
@@ -362,13 +375,15 @@ def make_step(arch: Arch, criterion: str, settings: SearchSettings) -> Callable:
                                   settings.pace_steps, settings.pace_warmup)
     c_hard = channel_masks_of(state.latents, multiple)
 
-    def loss_fn(trainable, latents):
+    def rec_of(trainable, latents, lr, hr):
       vectors = full_vectors(arch, latents["channels"], multiple)
       kernels = hyper.generate_kernels(layers, trainable["hyper"], vectors, latents["weights"],
                                        settings.gate)
       params = assemble_params(layers, kernels, trainable["biases"])
       sr = model.apply({"params": params, MASKS: {"channels": c_hard}}, lr)
-      rec = jnp.mean(jnp.abs(sr - hr))
+      return jnp.mean(jnp.abs(sr - hr))
+
+    def reg_of(latents):
       c_st = regularizer.straight_through(masks_lib.expand(latents["channels"], multiple))
       w_st = regularizer.straight_through(latents["weights"])
       terms = regularizer.budget_terms(criterion, c_st, w_st, c_hard,
@@ -377,10 +392,25 @@ def make_step(arch: Arch, criterion: str, settings: SearchSettings) -> Callable:
       reg = regularizer.budget_term(settings.budget_reg, counter, terms, state.duals, metric_w)
       if settings.weight_update == "penalty" and w_l1 > 0:
         reg = reg + w_l1 * sum(jnp.sum(jnp.abs(u)) for u in jax.tree.leaves(latents["weights"]))
+      return reg
+
+    def loss_fn(trainable, latents):
+      rec = rec_of(trainable, latents, lr, hr)
+      reg = reg_of(latents)
       return rec + reg, (rec, reg)
 
-    (loss, (rec, reg)), (g_train, g_lat) = jax.value_and_grad(
-        loss_fn, argnums=(0, 1), has_aux=True)(state.trainable, state.latents)
+    if shards:
+      # Layout-independent sums (fmp_jax.reduction): the data term per micro-shard,
+      # the budget term (no data) once.
+      sharded_rec = reduction.sharded_value_and_grad(
+          lambda diff, lr_, hr_: (rec_of(*diff, lr_, hr_), None), shards, step_mesh)
+      (rec, _), (g_train, g_lat) = sharded_rec((state.trainable, state.latents), lr, hr)
+      reg, g_reg = jax.value_and_grad(reg_of)(state.latents)
+      g_lat = jax.tree.map(jnp.add, g_lat, g_reg)
+      loss = rec + reg
+    else:
+      (loss, (rec, reg)), (g_train, g_lat) = jax.value_and_grad(
+          loss_fn, argnums=(0, 1), has_aux=True)(state.trainable, state.latents)
     updates, opt_state = tx.update(g_train, state.opt_state, state.trainable)
     trainable = optax.apply_updates(state.trainable, updates)
     lat_updates, latent_opt_state = latent_tx.update(g_lat, state.latent_opt_state,
