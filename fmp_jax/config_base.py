@@ -58,6 +58,9 @@ def base_config() -> ml_collections.ConfigDict:
 
   # Multi-host: call jax.distributed.initialize() (also when the environment asks).
   c.distributed = False
+  # "float32", or "bfloat16" for activations and convolutions of the search and
+  # fine-tune steps on accelerators (params and optimiser state stay float32).
+  c.precision = "float32"
   return c
 
 

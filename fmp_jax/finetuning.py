@@ -47,20 +47,25 @@ def init_state(params: Mapping, tx: optax.GradientTransformation) -> FinetuneSta
 
 @functools.lru_cache(maxsize=16)
 def make_step(arch: Arch, tx: optax.GradientTransformation, reduction_shards: int = 0,
-              mesh=None) -> Callable:
+              mesh=None, precision: str = "float32") -> Callable:
   """Pure step `(state, masks, lr, hr) -> (state, metrics)`; L1 loss, masks fixed.
 
   reduction_shards, mesh: as `SearchSettings.reduction_shards` (fixed-order
   sums over micro-shards of the batch, bit-identical on any device layout).
+  precision: "float32" or "bfloat16" (activations and convolutions; params
+  and optimiser state stay float32).
   """
+  from fmp_jax.pruning.search import precision_dtype
   model = build_model(arch)
+  compute = precision_dtype(precision)
 
   def step(state: FinetuneState, masks: Mapping, lr: jax.Array, hr: jax.Array):
     def loss_fn(params, lr, hr):
       variables = {"params": params}
       if masks:
         variables[MASKS] = masks
-      return jnp.mean(jnp.abs(model.apply(variables, lr) - hr))
+      sr = model.apply(variables, lr.astype(compute)).astype(jnp.float32)
+      return jnp.mean(jnp.abs(sr - hr))
     if reduction_shards:
       vg = reduction.sharded_value_and_grad(
           lambda p, lr_, hr_: (loss_fn(p, lr_, hr_), None), reduction_shards,

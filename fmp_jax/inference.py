@@ -375,6 +375,8 @@ class Upscaler:
       Groups of at most `NARROW_OUT` channels are not padded: they run on
       the narrow paths, which padding would only slow down.
       `self.arch` holds the widths that run.
+    precision: "float32", or "bfloat16" to run activations and convolutions
+      in bf16 on accelerators (the params stay float32; output is float32).
     fast_paths: run each conv on the path `conv_path` picks for its shape
       (1x1 as matmuls, very narrow 3x3 convs without a convolution kernel);
       same result to float rounding, much faster on XLA:CPU. False runs every
@@ -384,7 +386,7 @@ class Upscaler:
   def __init__(self, params: Mapping, arch: Arch, tile: Optional[int] = DEFAULT_TILE,
                overlap: Optional[int] = None, tile_batch: int = 1,
                channel_multiple: Optional[int] = None, fast_paths: bool = True,
-               max_call_pixels: Any = "auto"):
+               max_call_pixels: Any = "auto", precision: str = "float32"):
     if channel_multiple is None:
       channel_multiple = default_channel_multiple()
     if channel_multiple > 1:
@@ -412,11 +414,16 @@ class Upscaler:
     model = build_model(arch)
     self.fast_paths = bool(fast_paths)
 
+    from fmp_jax.pruning.search import precision_dtype
+    compute = precision_dtype(precision)
+    self.precision = precision
+
     def fn(p, x):
+      x = x.astype(compute)
       if not self.fast_paths:
-        return model.apply({"params": p}, x)
+        return model.apply({"params": p}, x).astype(jnp.float32)
       with nn.intercept_methods(_fast_forward):
-        return model.apply({"params": p}, x)
+        return model.apply({"params": p}, x).astype(jnp.float32)
     self._fn = jax.jit(fn)
 
   # --- the compiled core ---------------------------------------------------------

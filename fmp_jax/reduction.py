@@ -60,6 +60,11 @@ def sharded_value_and_grad(fn: Callable, shards: int, mesh, axis: str = "data") 
     raise ValueError(f"reduction_shards={shards} must be a multiple of the {devices} devices.")
   vg = jax.value_and_grad(fn, has_aux=True)
 
+  def checked(diff, lr, hr):
+    if lr.shape[0] % shards:
+      raise ValueError(f"reduction_shards={shards} must divide the batch ({lr.shape[0]} rows).")
+    return mapped(diff, lr, hr)
+
   def local(diff, lr, hr):
     per_device = shards // devices
     split = lambda x: x.reshape(per_device, x.shape[0] // per_device, *x.shape[1:])
@@ -68,5 +73,6 @@ def sharded_value_and_grad(fn: Callable, shards: int, mesh, axis: str = "data") 
     every = jax.lax.all_gather(mine, axis)          # (devices, ...) in device order
     return jax.tree.map(lambda t: pairwise_sum(t) / shards, every)
 
-  return jax.shard_map(local, mesh=mesh, in_specs=(P(), P(axis), P(axis)), out_specs=P(),
-                       check_vma=False)
+  mapped = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(axis), P(axis)), out_specs=P(),
+                         check_vma=False)
+  return checked

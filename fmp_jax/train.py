@@ -128,7 +128,8 @@ def run_search_stage(config, workdir: str, arch: Arch, budget: Budget, mesh, wri
     converged = bool(record.get("converged"))
     _say(f"[search] resuming from checkpoint at step {step}" + (" (converged)" if converged else ""))
 
-  step_fn = jax.jit(search.make_step(arch, budget.criterion, settings, mesh),
+  step_fn = jax.jit(search.make_step(arch, budget.criterion, settings, mesh,
+                                    str(config.precision)),
                     in_shardings=(rep, rep, sharding.batch_sharded(mesh),
                                   sharding.batch_sharded(mesh)),
                     out_shardings=(rep, rep), donate_argnums=0)
@@ -203,7 +204,8 @@ def run_finetune_stage(config, workdir: str, mesh, writer, images) -> dict:
   if restored is not None:
     step, state, _ = restored
     _say(f"[finetune] resuming from checkpoint at step {step}")
-  step_fn = jax.jit(finetuning.make_step(arch, tx, int(cfg.reduction_shards), mesh),
+  step_fn = jax.jit(finetuning.make_step(arch, tx, int(cfg.reduction_shards), mesh,
+                                        str(config.precision)),
                     in_shardings=(rep, rep, sharding.batch_sharded(mesh),
                                   sharding.batch_sharded(mesh)),
                     out_shardings=(rep, rep), donate_argnums=0)
@@ -317,6 +319,7 @@ def prepare_workdir(config, workdir: str, restart: bool = False):
   arch = Arch.from_config(config.model)
   budget = Budget.from_config(config.budget)
   search.check_budget_needs_pruning(arch, budget)
+  search.precision_dtype(config.precision)
   from fmp_jax import data as data_lib
   data_lib.check_sources(config.data, arch.scale)
   mesh = sharding.make_mesh()

@@ -288,12 +288,23 @@ TESTED = {"total": ("total",), "channel": ("channel",), "weight": ("weight",),
 
 
 @functools.lru_cache(maxsize=16)
-def make_step(arch: Arch, criterion: str, settings: SearchSettings, mesh=None) -> Callable:
+def precision_dtype(precision: str):
+  """"float32" or "bfloat16" -> the dtype activations and convolutions run in."""
+  dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+  if precision not in dtypes:
+    raise ValueError(f"precision={precision!r} is unknown; use one of {tuple(dtypes)}.")
+  return dtypes[precision]
+
+
+def make_step(arch: Arch, criterion: str, settings: SearchSettings, mesh=None,
+              precision: str = "float32") -> Callable:
   """The pure search step `(state, budget_arrays, lr, hr) -> (state, metrics)`.
 
   lr: (N, h, w, 3) LR patches, hr: (N, h*s, w*s, 3), both in [0, arch.rgb_range].
   Not jitted here: callers jit it with their own shardings. `mesh`: the batch's
   mesh (axis "data"), needed by settings.reduction_shards (default: one device).
+  precision: "float32", or "bfloat16" for activations and convolutions (params,
+  gradients and optimiser state stay float32).
   """
   model = build_model(arch)
   counter = regularizer.Counter(arch)
@@ -365,6 +376,9 @@ def make_step(arch: Arch, criterion: str, settings: SearchSettings, mesh=None) -
     return {"channels": channels, "weights": prox_w(hw, a_w)}, a_c, a_w
 
   shards = settings.reduction_shards
+  # Mixed precision: params, gradients and optimiser state stay float32; the
+  # convolutions and activations run in `precision` (MaskedConv casts kernels to x's dtype).
+  compute = precision_dtype(precision)
   step_mesh = (mesh if mesh is not None else reduction.single_device_mesh()) if shards else None
 
   def step(state: SearchState, b: Mapping, lr: jax.Array, hr: jax.Array):
@@ -375,13 +389,18 @@ def make_step(arch: Arch, criterion: str, settings: SearchSettings, mesh=None) -
                                   settings.pace_steps, settings.pace_warmup)
     c_hard = channel_masks_of(state.latents, multiple)
 
-    def rec_of(trainable, latents, lr, hr):
+    def params_of(trainable, latents):
       vectors = full_vectors(arch, latents["channels"], multiple)
       kernels = hyper.generate_kernels(layers, trainable["hyper"], vectors, latents["weights"],
                                        settings.gate)
-      params = assemble_params(layers, kernels, trainable["biases"])
-      sr = model.apply({"params": params, MASKS: {"channels": c_hard}}, lr)
-      return jnp.mean(jnp.abs(sr - hr))
+      return assemble_params(layers, kernels, trainable["biases"])
+
+    def rec_given(params, lr, hr):
+      sr = model.apply({"params": params, MASKS: {"channels": c_hard}}, lr.astype(compute))
+      return jnp.mean(jnp.abs(sr.astype(jnp.float32) - hr))
+
+    def rec_of(trainable, latents, lr, hr):
+      return rec_given(params_of(trainable, latents), lr, hr)
 
     def reg_of(latents):
       c_st = regularizer.straight_through(masks_lib.expand(latents["channels"], multiple))
@@ -402,9 +421,13 @@ def make_step(arch: Arch, criterion: str, settings: SearchSettings, mesh=None) -
     if shards:
       # Layout-independent sums (fmp_jax.reduction): the data term per micro-shard,
       # the budget term (no data) once.
+      # Kernels are generated once; only the backbone's gradient is taken per
+      # micro-shard, then pulled back through the hypernetwork in one VJP.
+      params, pull_back = jax.vjp(params_of, state.trainable, state.latents)
       sharded_rec = reduction.sharded_value_and_grad(
-          lambda diff, lr_, hr_: (rec_of(*diff, lr_, hr_), None), shards, step_mesh)
-      (rec, _), (g_train, g_lat) = sharded_rec((state.trainable, state.latents), lr, hr)
+          lambda p, lr_, hr_: (rec_given(p, lr_, hr_), None), shards, step_mesh)
+      (rec, _), g_params = sharded_rec(params, lr, hr)
+      g_train, g_lat = pull_back(g_params)
       reg, g_reg = jax.value_and_grad(reg_of)(state.latents)
       g_lat = jax.tree.map(jnp.add, g_lat, g_reg)
       loss = rec + reg
