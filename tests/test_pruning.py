@@ -178,6 +178,7 @@ def test_compact_model_equals_masked_model_and_coupling(params):
     assert np.all(np.asarray(node["kernel"])[np.asarray(w) == 0] == 0)
 
 
+@pytest.mark.slow
 def test_same_seed_same_result_and_float_budget(params):
   a = fmp_jax.prune(params, 0.5, arch=ARCH, data=photo_batches(seed=4), steps=1500, seed=3,
                     config=SETTINGS)
