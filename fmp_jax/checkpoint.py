@@ -30,6 +30,8 @@ from typing import Any, Callable, Optional
 import jax
 import orbax.checkpoint as ocp
 
+from fmp_jax.sharding import sync_processes
+
 MANIFEST_VERSION = 1
 
 
@@ -156,9 +158,7 @@ class StageCheckpoints:
       shutil.move(os.path.join(self.directory, str(step)), target)
       if os.path.exists(self._manifest_path(step)):
         os.remove(self._manifest_path(step))
-    if jax.process_count() > 1:
-      from jax.experimental import multihost_utils
-      multihost_utils.sync_global_devices(f"checkpoint_move_aside_{step}")
+    sync_processes(f"checkpoint_move_aside_{step}")
     self._warn(f"warning: checkpoint {self.directory}/{step} is unreadable ({why}); moved it to "
                f"{target} and resuming from the previous one.")
     self.manager.close()

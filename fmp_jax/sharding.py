@@ -94,6 +94,13 @@ def maybe_initialize_distributed(requested: bool, coordinator_address: Optional[
                jax.device_count())
 
 
+def sync_processes(name: str) -> None:
+  """Waits for every process of a multi-host job; a no-op on one host."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
+
+
 def make_mesh() -> Mesh:
   """A 1-D data-parallel mesh over all devices."""
   return jax.make_mesh((jax.device_count(),), (DATA_AXIS,),

@@ -59,13 +59,6 @@ def _say(msg: str) -> None:
   logging.info(msg)
 
 
-def _sync(name: str) -> None:
-  """Waits for every process (multi-host); a no-op on one host."""
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    multihost_utils.sync_global_devices(name)
-
-
 class _StageBook:
   """stages.json: which stages are done (written atomically by process 0)."""
 
@@ -180,7 +173,7 @@ def run_search_stage(config, workdir: str, arch: Arch, budget: Budget, mesh, wri
     export.save(os.path.join(workdir, "pruned", "model.msgpack"), result.params, result.arch,
                 result.masks, meta={"stage": "search", "search_steps": steps,
                                     "report": result.report})
-  _sync("pruned_export_written")   # the fine-tune stage of every process reads it
+  sharding.sync_processes("pruned_export_written")   # the fine-tune stage of every process reads it
   return {"steps": steps, "report": result.report}
 
 
@@ -232,7 +225,7 @@ def run_finetune_stage(config, workdir: str, mesh, writer, images) -> dict:
   if _is_main():
     export.save(os.path.join(workdir, "finetuned", "model.msgpack"), params, arch, pruned.masks,
                 meta=dict(pruned.meta, stage="finetune", finetune_steps=total))
-  _sync("finetuned_export_written")
+  sharding.sync_processes("finetuned_export_written")
   return {"steps": total}
 
 
@@ -338,14 +331,14 @@ def prepare_workdir(config, workdir: str, restart: bool = False):
     moved = workdir_lib.move_aside(workdir)
     if moved:
       _say(f"--restart: moved the previous run to {moved}")
-  _sync("workdir_moved")
+  sharding.sync_processes("workdir_moved")
   if _is_main():
     os.makedirs(workdir, exist_ok=True)
     if neutral:
       _say("note: continuing this workdir with changes that do not alter the result: "
            + workdir_lib.describe(neutral))
     workdir_lib.write_record(workdir, config)
-  _sync("workdir_ready")
+  sharding.sync_processes("workdir_ready")
   if book is None:
     book = _StageBook(workdir)
   return arch, budget, mesh, book, images

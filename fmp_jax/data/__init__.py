@@ -25,6 +25,16 @@ from fmp_jax.data.imresize import bicubic_downscale, bicubic_upscale, imresize, 
 from fmp_jax.data.sampler import PatchSampler, bundled_patches
 
 
+def _require_fields(data_cfg) -> None:
+  """The config fields data.train's source needs (tfds: tfds_name; div2k: data_dir)."""
+  if data_cfg.train == "tfds" and not getattr(data_cfg, "tfds_name", ""):
+    raise DataError("data.train='tfds' needs data.tfds_name: a prepared dataset directory or "
+                    "a name like 'div2k/bicubic_x2' under data.data_dir.")
+  if data_cfg.train == "div2k" and not data_cfg.data_dir:
+    raise DataError("data.train='div2k' needs data.data_dir: the folder holding "
+                    "DIV2K_train_HR/ (set --config.data.data_dir=...).")
+
+
 def training_images(data_cfg, scale: int):
   """(hr_images, lr_images or None, names) for the driver's config.data.
 
@@ -37,17 +47,13 @@ def training_images(data_cfg, scale: int):
   source = data_cfg.train
   if source == "tfds":
     from fmp_jax.data import tfds_source
-    if not getattr(data_cfg, "tfds_name", ""):
-      raise DataError("data.train='tfds' needs data.tfds_name: a prepared dataset directory or "
-                      "a name like 'div2k/bicubic_x2' under data.data_dir.")
+    _require_fields(data_cfg)
     return tfds_source.read_pairs(data_cfg.tfds_name, data_cfg.data_dir)
   if source == "bundled":
     images = bundled_images("train")
     return list(images.values()), None, list(images)
   if source == "div2k":
-    if not data_cfg.data_dir:
-      raise DataError("data.train='div2k' needs data.data_dir: the folder holding "
-                      "DIV2K_train_HR/ (set --config.data.data_dir=...).")
+    _require_fields(data_cfg)
     pairs = div2k_pairs(data_cfg.data_dir, scale)
   elif not os.path.isdir(source):
     raise DataError(f"data.train={source!r}: no such folder (use 'bundled', 'div2k', 'tfds' or "
@@ -64,14 +70,8 @@ def check_sources(data_cfg, scale: int) -> None:
   seconds. Raises DataError naming the field and the path.
   """
   source = data_cfg.train
-  if source == "tfds":
-    if not getattr(data_cfg, "tfds_name", ""):
-      raise DataError("data.train='tfds' needs data.tfds_name: a prepared dataset directory or "
-                      "a name like 'div2k/bicubic_x2' under data.data_dir.")
-  elif source == "div2k":
-    if not data_cfg.data_dir:
-      raise DataError("data.train='div2k' needs data.data_dir: the folder holding "
-                      "DIV2K_train_HR/ (set --config.data.data_dir=...).")
+  _require_fields(data_cfg)
+  if source == "div2k":
     for root in (data_cfg.data_dir, os.path.join(data_cfg.data_dir, "DIV2K")):
       if os.path.isdir(os.path.join(root, "DIV2K_train_HR")):
         list_images(os.path.join(root, "DIV2K_train_HR"))
@@ -79,7 +79,7 @@ def check_sources(data_cfg, scale: int) -> None:
     else:
       raise DataError(f"data.data_dir={data_cfg.data_dir!r}: no DIV2K_train_HR folder here or in "
                       f"{data_cfg.data_dir}/DIV2K; point it at the folder that holds DIV2K.")
-  elif source != "bundled":
+  elif source not in ("bundled", "tfds"):
     if not os.path.isdir(source):
       raise DataError(f"data.train={source!r}: no such folder (use 'bundled', 'div2k', 'tfds' or "
                       f"a folder of training images).")
