@@ -19,29 +19,49 @@ def python_blocks(readme: str) -> list[str]:
   return re.findall(r"```python\n(.*?)```", readme, flags=re.S)
 
 
+def notebook_block_promises(namespace, tmp_path):
+  """The "From a notebook" block: a pruned model within budget, one SR image of twice the size."""
+  result, lr_image, sr = namespace["result"], namespace["lr_image"], namespace["sr"]
+  assert result.report["params_ratio"] <= 0.085 + 1e-9 and result.report["converged"]
+  h, w = lr_image.shape[:2]
+  assert lr_image.shape == (h, w, 3)
+  # A single (H, W, 3) image in, a single (2H, 2W, 3) float image out (no batch axis).
+  assert sr.shape == (2 * h, 2 * w, 3) and sr.dtype == np.float32
+  assert (tmp_path / "model.msgpack").exists()
+
+
+def export_block_promises(namespace, tmp_path):
+  """The export block: it loaded what the notebook block saved and upscaled a (1, H, W, 3) batch."""
+  import jax
+
+  import fmp_jax
+  lr, sr = namespace["lr"], namespace["sr"]
+  assert lr.shape[0] == 1 and lr.ndim == 4
+  assert sr.shape == (1, 2 * lr.shape[1], 2 * lr.shape[2], 3)
+  saved = fmp_jax.load(str(tmp_path / "model.msgpack"))
+  assert saved.arch == namespace["result"].arch
+  jax.tree.map(np.testing.assert_array_equal, saved.params, namespace["tuned"])
+
+
+# One checker per ```python block, in README order, each run right after its block (a later
+# block may rebind the names an earlier one set, e.g. `sr`).
+PROMISES = [notebook_block_promises, export_block_promises]
+
+
 def test_readme_python_blocks_run(repo_root, tmp_path, monkeypatch):
   readme = (repo_root / "README.md").read_text()
   for old, _ in SHRINK:
     assert readme.count(old) == 1, f"README no longer holds {old!r} exactly once"
   blocks = python_blocks(readme)
-  assert len(blocks) >= 2
+  assert len(blocks) == len(PROMISES), (
+      f"README has {len(blocks)} python blocks, this test checks {len(PROMISES)}: give each its checks")
   monkeypatch.chdir(tmp_path)   # the notebook block writes model.msgpack, the export block reads it
   namespace = {}
-  for block in blocks:
+  for block, promises in zip(blocks, PROMISES):
     for old, new in SHRINK:
       block = block.replace(old, new)
     exec(compile(block, "README.md", "exec"), namespace)   # noqa: S102
-
-  # What the blocks promise: a pruned model within budget, an SR image of twice the size.
-  import fmp_jax
-  result, lr_image = namespace["result"], namespace["lr_image"]
-  assert result.report["params_ratio"] <= 0.085 + 1e-9 and result.report["converged"]
-  assert namespace["sr"].shape == (1, 2 * lr_image.shape[0], 2 * lr_image.shape[1], 3)
-  # The export block loaded what the notebook block saved.
-  saved = fmp_jax.load(str(tmp_path / "model.msgpack"))
-  assert saved.arch == result.arch
-  import jax
-  jax.tree.map(np.testing.assert_array_equal, saved.params, namespace["tuned"])
+    promises(namespace, tmp_path)
 
 
 @pytest.mark.parametrize("command", [
