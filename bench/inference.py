@@ -1,14 +1,21 @@
 """Pruned vs dense inference latency, side by side, against the counted FLOPs ratio.
 
-  python bench/inference.py --export model.msgpack [--batch 4] [--repeats 3]
+  python bench/inference.py --export model.msgpack [--batch 4] [--repeats 3] [--dense own]
   python bench/inference.py            # first runs a real FMP search (ESRB-6-256 x2), ~2-5 min
 
-For the exported (pruned) model and the dense ESRB-6-256 of the same scale
-(random weights, built by shape: latency does not depend on the values), both
-jit-compiled with `fmp_jax.inference.Upscaler` (whole image, no tiling), it
-times one 1280x720-output image (LR 360x640 at x2) and a batch of `--batch`,
+For the exported (pruned) model and a dense reference (random weights, built
+by shape: latency does not depend on the values), both jit-compiled with
+`fmp_jax.inference.Upscaler` (whole image, no tiling), it times one
+1280x720-output image (LR 360x640 at x2) and a batch of `--batch`,
 interleaving dense and pruned runs so both see the same machine load, and
-prints medians, the latency ratio and the counted FLOPs ratio. Both models
+prints medians and, side by side, the counted FLOPs ratio, the executed MACs
+ratio and the latency ratio. The dense reference is the export's own
+backbone at full widths (`--dense own`, the default: same model, blocks,
+channels, scale and ESA width, `exported.arch.dense()`), so every ratio is
+the pruned model against the model it was pruned from; `--dense esrb-6-256`
+takes the dense ESRB-6-256 of the export's scale instead (the paper's
+backbone), e.g. to set a small model against it. The output names the dense
+model it compared with. Both models
 run each conv on the path `fmp_jax.inference.conv_path` picks for its shape
 (the Upscaler default; --plain adds both models with every conv an XLA
 convolution, as `fmp_jax.apply` runs them) and --channel-multiples sets the
@@ -44,12 +51,30 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+# --dense: which dense model the export's ratios are taken against.
+DENSE_CHOICES = {
+    "own": lambda arch: arch.dense(),
+    "esrb-6-256": lambda arch: type(arch)(model="esrb", blocks=6, channels=256, scale=arch.scale,
+                                          esa_channels=arch.esa_channels,
+                                          rgb_range=arch.rgb_range),
+}
+
+
+def arch_label(arch):
+  """E.g. "ESRB-6-256 x2 (ESA 16)" (ESRB's ESA width matters to its cost too)."""
+  label = f"{arch.model.upper()}-{arch.blocks}-{arch.channels} x{arch.scale}"
+  return label + (f" (ESA {arch.esa_channels})" if arch.model == "esrb" else "")
+
+
 def parse_args():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--export", help="pruned export to benchmark (default: prune one first)")
   p.add_argument("--scale", type=int, default=2, help="scale when pruning here (2, 3, 4)")
   p.add_argument("--batch", type=int, default=4, help="images per batched call (0: skip)")
   p.add_argument("--repeats", type=int, default=3, help="timed runs per model and shape")
+  p.add_argument("--dense", choices=sorted(DENSE_CHOICES), default="own",
+                 help="dense reference: own = the export's backbone at full widths "
+                      "(default); esrb-6-256 = the dense ESRB-6-256 of the export's scale")
   p.add_argument("--channel-multiples", default=None,
                  help="comma list: time the pruned model with widths zero-padded to these "
                       "multiples (1 = as exported); default: 1 and the Upscaler's default for "
@@ -144,9 +169,8 @@ def main():
   path = args.export or prune_here(args)
   exported = fmp_jax.load(path)
   arch = exported.arch
-  dense_arch = fmp_jax.Arch(model=arch.model, blocks=6, channels=256, scale=arch.scale,
-                            esa_channels=arch.esa_channels, rgb_range=arch.rgb_range) \
-      if arch.model == "esrb" else arch.dense()
+  dense_arch = DENSE_CHOICES[args.dense](arch)
+  dense_name = f"dense {arch_label(dense_arch)}"
   lr_hw = complexity.lr_size_for(arch.scale)
   counted = complexity.count(arch, weight_masks=exported.masks, lr_hw=lr_hw).flops
   executed = complexity.count(arch, lr_hw=lr_hw).flops
@@ -175,7 +199,8 @@ def main():
         f"{jax.devices()[0].device_kind}; {os.cpu_count()} CPUs), "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, "
         f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}")
-  print(f"export {path}: {arch.model.upper()}-{arch.blocks} x{arch.scale}, widths {dict(arch.widths or {})}")
+  print(f"export {path}: {arch_label(arch)}, widths {dict(arch.widths or {})}")
+  print(f"compared with: {dense_name}, --dense {args.dense}")
   for name in models:
     if name.startswith("pruned_pad"):
       print(f"  {name}: widths {widths[name]}")
@@ -213,41 +238,49 @@ def main():
 
   flops_ratio = counted / dense_flops
   exec_ratio = executed / dense_flops
-  print(f"\ncounted FLOPs (MACs) per image: dense {dense_flops / 1e9:.2f} G, pruned "
+  print(f"\ncounted FLOPs (MACs) per image: {dense_name} {dense_flops / 1e9:.2f} G, pruned "
         f"{counted / 1e9:.2f} G -> FLOPs ratio {flops_ratio:.4f}; executed by the pruned "
         f"widths (zeros included) {executed / 1e9:.2f} G -> {exec_ratio:.4f}")
   print(f"target: latency ratio <= 1.5 x FLOPs ratio = {1.5 * flops_ratio:.4f}; ratios are "
-        f"against the dense model on the same conv paths (XLA convolutions for *_plain)\n")
+        f"against {dense_name} on the same conv paths (XLA convolutions for *_plain)\n")
   print("GMAC/s: counted MACs per second; exec: MACs the kernels run, zeros and padding "
         "included; GB: bytes read+written per call by XLA's cost analysis, GB/s that over the "
-        "median time (a memory-bound model approaches the device's bandwidth)\n")
+        "median time (a memory-bound model approaches the device's bandwidth); FLOPs / exec / "
+        "lat. ratio: counted MACs, executed MACs and median latency over the dense model's\n")
   header = (f"{'shape':<8} {'model':<12} {'median s':>9} {'s/image':>8} {'GMAC/s':>8} "
-            f"{'exec GMAC/s':>11} {'GB':>7} {'GB/s':>7} {'lat. ratio':>10} {'/FLOPs ratio':>12}")
+            f"{'exec GMAC/s':>11} {'GB':>7} {'GB/s':>7} {'FLOPs ratio':>11} {'exec ratio':>10} "
+            f"{'lat. ratio':>10} {'lat./FLOPs':>10}")
   print(header)
   summary = {}
   for label, by_model in results.items():
     for name, r in by_model.items():
+      is_dense = name.startswith("dense")
       ratio = r["median_s"] / by_model[reference[name]]["median_s"]
       rel = ratio / flops_ratio
-      r.update(latency_ratio=ratio, latency_over_flops_ratio=rel, reference=reference[name])
-      is_dense = name.startswith("dense")
+      # A dense row has no masks and full widths: counted = executed = dense_flops.
+      row_flops_ratio = 1.0 if is_dense else flops_ratio
+      row_exec_ratio = exec_flops[name] / dense_flops
+      r.update(latency_ratio=ratio, latency_over_flops_ratio=rel, reference=reference[name],
+               flops_ratio=row_flops_ratio, executed_ratio=row_exec_ratio)
       shown_rel = "" if is_dense else f"{rel:.2f}x"
       gb = "?" if r["xla_bytes_accessed"] is None else f"{r['xla_bytes_accessed'] / 1e9:.1f}"
       gbs = "?" if r["achieved_gb_s"] is None else f"{r['achieved_gb_s']:.0f}"
       print(f"{label:<8} {name:<12} {r['median_s']:>9.3f} {r['per_image_s']:>8.3f} "
             f"{r['counted_gmacs']:>8.1f} {r['executed_gmacs']:>11.1f} {gb:>7} {gbs:>7} "
-            f"{ratio:>10.4f} {shown_rel:>12}")
+            f"{row_flops_ratio:>11.4f} {row_exec_ratio:>10.4f} {ratio:>10.4f} {shown_rel:>10}")
       if not is_dense:
         summary.setdefault(label, {})[name] = rel
-  print()
+  print(f"(dense: {arch_label(dense_arch)} at full widths)\n")
   for label, rels in summary.items():
     name = min(rels, key=rels.get)
     best = rels[name]
     verdict = "MET" if best <= 1.5 else f"MISSED by {best / 1.5:.2f}x"
-    print(f"{label}: best latency ratio / FLOPs ratio = {best:.2f} ({name}; target <= 1.5): "
-          f"{verdict}")
+    print(f"{label}: best latency ratio / FLOPs ratio = {best:.2f} ({name} vs {dense_name}; "
+          f"target <= 1.5): {verdict}")
   if args.json:
     print(json.dumps({"export": path, "widths": widths, "lr_hw": lr_hw,
+                      "dense": {"choice": args.dense, "name": arch_label(dense_arch),
+                                "arch": dense_arch.to_dict()},
                       "dense_flops": dense_flops, "counted_flops": counted,
                       "executed_flops": executed, "flops_ratio": flops_ratio,
                       "executed_ratio": exec_ratio, "results": results,
