@@ -55,7 +55,9 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-FMP_CRITERIA = ("total", "channel", "weight", "total_fixed")
+from fmp_jax.pruning import criteria  # noqa: E402
+
+FMP_CRITERIA = tuple(criteria.CRITERIA)
 ARMS = (tuple(f"fmp_{c}" for c in FMP_CRITERIA)
         + ("fmp_scratch", "uniform", "l1norm", "random", "dense"))
 EXTRA_ARMS = ("fmp_total_m4", "fmp_total_m8", "l1mag_c0.5", "l1mag_c0.6", "l1mag_c0.75")
@@ -129,8 +131,7 @@ def run_one(spec: dict, cache: str) -> dict:
     if multiple:
       search_cfg["channel_multiple"] = int(multiple)
     b = dict(spec["budget"], criterion=criterion)
-    if criterion == "total_fixed":
-      b["channel_keep"] = spec["channel_keep"]
+    b.update({f: spec[f] for f in criteria.CRITERIA[criterion].needs})
     result = fmp_jax.prune(params, fmp_jax.Budget(**b), arch=arch, data=phase1,
                            steps=spec["max_search_steps"], seed=seed, config=search_cfg)
     search_steps = result.report["steps"]
@@ -185,14 +186,14 @@ def run_one(spec: dict, cache: str) -> dict:
 
 def _weights_to_budget(params, arch, budget, cmasks):
   """Per-layer magnitude weight masks with the largest common kept fraction within budget."""
-  from fmp_jax.pruning import baselines, complexity
-  pick = (lambda c: c.params) if budget.metric == "params" else (lambda c: c.flops)
-  limit = budget.keep * pick(complexity.count(arch))
+  from fmp_jax.pruning import baselines, cost
+  counter = cost.for_budget(arch, budget)
+  limit = budget.keep * counter.dense()
   lo, hi = 0.0, 1.0
   for _ in range(30):
     mid = 0.5 * (lo + hi)
     w = baselines.magnitude_weight_masks(params, arch, mid, cmasks)
-    if pick(complexity.count(arch, channel_masks=cmasks, weight_masks=w)) <= limit:
+    if counter.exact(cmasks, w) <= limit:
       lo = mid
     else:
       hi = mid

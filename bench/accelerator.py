@@ -30,6 +30,8 @@ import fmp_jax  # noqa: E402
 from fmp_jax import finetuning  # noqa: E402
 from fmp_jax.inference import Upscaler  # noqa: E402
 from fmp_jax.pruning import complexity, search  # noqa: E402
+from fmp_jax.pruning.settings import SearchSettings  # noqa: E402
+from fmp_jax.pruning.state import init_state  # noqa: E402
 
 
 SHARDS = 4   # reduction_shards of the timed fixed-order search step (set in main)
@@ -58,9 +60,9 @@ def step_times(arch, batch, patch, repeats):
     dense_state = finetuning.init_state(params, tx)
     out[f"dense_{precision}"] = median_ms(lambda: dense(dense_state, {}, lr, hr)[1], repeats)
     for shards in ((0, SHARDS) if precision == "float32" else (0,)):
-      settings = search.SearchSettings(reduction_shards=shards)
-      step = jax.jit(search.make_step(arch, "total", settings, precision=precision))
-      state = search.init_state(arch, params, settings)
+      settings = SearchSettings(reduction_shards=shards)
+      step = jax.jit(search.make_step(arch, fmp_jax.Budget(0.085, metric="params"), settings, precision=precision))
+      state = init_state(arch, params, settings)
       name = f"search_{precision}" + ("_shards" if shards else "")
       out[name] = median_ms(lambda: step(state, b, lr, hr)[1], repeats)
   return out

@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import fmp_jax  # noqa: E402
 from fmp_jax import data  # noqa: E402
+from fmp_jax.pruning import criteria  # noqa: E402
 
 
 def main():
@@ -31,9 +32,9 @@ def main():
   print(f"ESRB-{args.blocks}-{args.channels} x2, keep {args.keep}, bundled photos, 4x24x24 LR")
   print(f"{'criterion':<12}{'metric':<8}{'steps':>6}{'tested':>22}{'total':>8}"
         f"{'by channels':>13}{'by weights':>12}{'sec':>6}")
-  for criterion in ("total", "channel", "weight", "total_fixed"):
+  for criterion, rule in criteria.CRITERIA.items():
     for metric in ("flops", "params"):
-      extra = dict(channel_keep=args.channel_keep) if criterion == "total_fixed" else {}
+      extra = {f: getattr(args, f) for f in rule.needs}
       budget = fmp_jax.Budget(args.keep, metric=metric, criterion=criterion, **extra)
       t0 = time.time()
       r = fmp_jax.prune(params, budget, arch=arch, steps=3000,

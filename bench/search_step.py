@@ -21,6 +21,8 @@ import jax  # noqa: E402
 import fmp_jax  # noqa: E402
 from fmp_jax import finetuning  # noqa: E402
 from fmp_jax.pruning import search  # noqa: E402
+from fmp_jax.pruning.settings import SearchSettings  # noqa: E402
+from fmp_jax.pruning.state import init_state  # noqa: E402
 
 
 def median_time(fn, state, args, repeats):
@@ -59,10 +61,10 @@ def main():
     dense_ms = 1e3 * median_time(dense_step, finetuning.init_state(params, tx),
                                  ({}, lr, hr), args.repeats)
 
-    settings = search.SearchSettings()
-    fmp_step = jax.jit(search.make_step(arch, "total", settings), donate_argnums=0)
+    settings = SearchSettings()
+    fmp_step = jax.jit(search.make_step(arch, fmp_jax.Budget(0.085, metric="params"), settings), donate_argnums=0)
     b = search.budget_arrays(fmp_jax.Budget(0.085, metric="params"))
-    fmp_ms = 1e3 * median_time(fmp_step, search.init_state(arch, params, settings),
+    fmp_ms = 1e3 * median_time(fmp_step, init_state(arch, params, settings),
                                (b, lr, hr), args.repeats)
     label = f"{name} ESRB-{blocks}-{channels}"
     print(f"{label:<18} {dense_ms:>16.1f} {fmp_ms:>21.1f} {fmp_ms / dense_ms:>6.2f}x")

@@ -34,6 +34,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # noqa: E402
 import fmp_jax  # noqa: E402
 from fmp_jax import sharding  # noqa: E402
 from fmp_jax.pruning import search  # noqa: E402
+from fmp_jax.pruning.settings import SearchSettings  # noqa: E402
+from fmp_jax.pruning.state import init_state  # noqa: E402
 
 
 def make_parser():
@@ -53,7 +55,7 @@ def make_parser():
 def setup(args):
   arch = fmp_jax.Arch(blocks=args.blocks, channels=args.channels, scale=2)
   params = fmp_jax.init_params(arch)
-  settings = search.SearchSettings()
+  settings = SearchSettings()
   rng = np.random.default_rng(0)
   hr = rng.random((args.batch, 2 * args.patch, 2 * args.patch, 3), dtype=np.float32)
   return arch, params, settings, hr[:, ::2, ::2], hr
@@ -77,10 +79,10 @@ def worker(args):
   arch, params, settings, lr, hr = setup(args)
   mesh = sharding.make_mesh()
   rep = sharding.replicated(mesh)
-  fn = jax.jit(search.make_step(arch, "total", settings),
+  fn = jax.jit(search.make_step(arch, fmp_jax.Budget(0.3), settings),
                in_shardings=(rep, rep, sharding.batch_sharded(mesh), sharding.batch_sharded(mesh)),
                out_shardings=(rep, rep), donate_argnums=0)
-  state = sharding.put_replicated(search.init_state(arch, params, settings), mesh)
+  state = sharding.put_replicated(init_state(arch, params, settings), mesh)
   b = sharding.put_replicated(search.budget_arrays(fmp_jax.Budget(0.3)), mesh)
   rows = args.batch // jax.process_count()
   mine = slice(jax.process_index() * rows, (jax.process_index() + 1) * rows)
@@ -125,7 +127,7 @@ def main():
   if args.processes:
     return compare_processes(args)
   arch, params, settings, lr, hr = setup(args)
-  step = search.make_step(arch, "total", settings)
+  step = search.make_step(arch, fmp_jax.Budget(0.3), settings)
   b_host = search.budget_arrays(fmp_jax.Budget(0.3))
   print(f"backend {jax.default_backend()}, {jax.device_count()} devices; ESRB-{args.blocks}-"
         f"{args.channels}, global batch {args.batch} of {args.patch}x{args.patch} LR")
@@ -140,7 +142,7 @@ def main():
     rep, bat = NamedSharding(mesh, P()), NamedSharding(mesh, P(sharding.DATA_AXIS))
     fn = jax.jit(step, in_shardings=(rep, rep, bat, bat), out_shardings=(rep, rep),
                  donate_argnums=0)
-    state = jax.device_put(search.init_state(arch, params, settings), rep)
+    state = jax.device_put(init_state(arch, params, settings), rep)
     t = time_step(fn, state, jax.device_put(b_host, rep), jax.device_put(lr, bat),
                   jax.device_put(hr, bat), args.repeats)
     ips = args.batch / t

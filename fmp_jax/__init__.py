@@ -11,10 +11,10 @@ from fmp_jax.arch import Arch, ArchError
 from fmp_jax.data.errors import DataError
 from fmp_jax.export import load, save as save_export
 from fmp_jax.finetuning import finetune
-from fmp_jax.models import apply, build_model, init_params
+from fmp_jax.models import ParamsMismatchError, apply, build_model, init_params
 from fmp_jax.pruning.api import PruneResult, prune, sparsity_report
-from fmp_jax.pruning.budget import Budget, BudgetError
-from fmp_jax.pruning.search import BudgetNotReachedError, ParamsMismatchError
+from fmp_jax.pruning.budget import Budget
+from fmp_jax.pruning.errors import BudgetError, BudgetNotReachedError
 
 __version__ = "0.1.0"
 

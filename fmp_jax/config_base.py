@@ -11,7 +11,7 @@ import dataclasses
 
 import ml_collections
 
-from fmp_jax.pruning.search import SearchSettings
+from fmp_jax.pruning.settings import LOOP_DEFAULTS, SearchSettings
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -30,15 +30,11 @@ def base_config() -> ml_collections.ConfigDict:
       weight_keep=ml_collections.FieldReference(None, field_type=float)))
 
   # FMP search: hypernetwork + latents, proximal steps until the budget holds.
-  # The step's knobs and their defaults are SearchSettings' (documented there).
+  # The step's knobs and their defaults are SearchSettings', the loop's
+  # LOOP_DEFAULTS (max_steps, batch_size, patch_size, log_every,
+  # checkpoint_every), both documented in fmp_jax/pruning/settings.py.
   c.search = ml_collections.ConfigDict(dataclasses.asdict(SearchSettings()))
-  c.search.update(dict(
-      max_steps=100_000,        # error if the budget is not reached by then
-      batch_size=16,
-      patch_size=48,            # LR patch side
-      log_every=50,
-      checkpoint_every=1000,
-  ))
+  c.search.update(LOOP_DEFAULTS)
 
   # Fine-tuning of the physically pruned model (weight masks held fixed).
   c.finetune = ml_collections.ConfigDict(dict(

@@ -14,10 +14,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fmp_jax import reduction
+from fmp_jax import loop, reduction
 from fmp_jax.arch import Arch
 from fmp_jax.data.checks import CheckedBatches
-from fmp_jax.models import MASKS, build_model, check_finite_params, check_params
+from fmp_jax.models import (MASKS, bake_masks, build_model, check_finite_params, check_params,
+                            precision_dtype)
 
 
 @flax.struct.dataclass
@@ -55,7 +56,6 @@ def make_step(arch: Arch, tx: optax.GradientTransformation, reduction_shards: in
   precision: "float32" or "bfloat16" (activations and convolutions; params
   and optimiser state stay float32).
   """
-  from fmp_jax.pruning.search import precision_dtype
   model = build_model(arch)
   compute = precision_dtype(precision)
 
@@ -79,16 +79,6 @@ def make_step(arch: Arch, tx: optax.GradientTransformation, reduction_shards: in
     return new, {"loss": loss, "finite": jnp.isfinite(loss)}
 
   return step
-
-
-def bake_masks(params: Mapping, masks: Optional[Mapping]) -> dict:
-  """Params with every kernel multiplied by its weight mask (for export/inference)."""
-  def walk(p, m):
-    out = {k: walk(v, m.get(k, {})) if isinstance(v, Mapping) else v for k, v in p.items()}
-    if "kernel" in out and "weight" in m:
-      out["kernel"] = out["kernel"] * m["weight"]
-    return out
-  return walk(dict(params), dict(masks or {}))
 
 
 def finetune(params: Mapping, arch: Arch, masks: Optional[Mapping], data: Iterable, steps: int,
@@ -116,12 +106,9 @@ def finetune(params: Mapping, arch: Arch, masks: Optional[Mapping], data: Iterab
   state = init_state(params, tx)
   batches = CheckedBatches(data, arch.scale, arch.rgb_range, steps, f"needs {steps} (steps)",
                            "finetune")
-  for i in range(1, steps + 1):
-    lr_img, hr_img = next(batches)
-    state, metrics = step_fn(state, masks or {}, lr_img, hr_img)
-    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    if not metrics["finite"]:
-      raise FloatingPointError(f"finetune step {i}: loss is {metrics['loss']}; lower finetune.lr.")
+  def callback(step, metrics, _):
     if on_step is not None:
-      on_step(i, metrics)
+      on_step(step, metrics)   # fine-tuning runs all its steps, whatever it returns
+  state, _, _ = loop.run_steps(step_fn, state, batches, 1, steps, args=(masks or {},),
+                               what="finetune", hint="lower finetune.lr.", on_step=callback)
   return bake_masks(jax.device_get(state.params), masks)

@@ -28,7 +28,8 @@ pass is rewritten, with the same weights and math, where XLA:CPU is slow:
   unrolled multiply-adds that fuse with the residual add; 3x3 convs with at
   most `NARROW_OUT` outputs as one matmul plus shifted adds (`conv_path`);
 * in each ESRB block, the 1x1 conv and ESA's first 1x1 share one matmul
-  and the 1x1's bias moves into ESA's gate (`_esrb_block`), saving two
+  and the 1x1's bias moves into ESA's gate (`models.esrb.FastBlockOps`, run
+  by the block's one definition, `models.esrb.block_forward`), saving two
   passes over the full-resolution stream.
 
 For the process, ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (Linux, set
@@ -81,8 +82,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from fmp_jax.arch import Arch
-from fmp_jax.models import MASKS, MIN_LR_SIDE, MaskedConv, build_model
-from fmp_jax.models.esrb import LEAKY_SLOPE, ESRBBlock
+from fmp_jax.models import MASKS, MIN_LR_SIDE, MaskedConv, bake_masks, build_model, precision_dtype
+from fmp_jax.models.esrb import ESRBBlock, FastBlockOps, block_forward
+from fmp_jax.models.layers import (NARROW_IN, NARROW_OUT, apply_conv, conv_by_shifted_outputs,
+                                   conv_by_taps, conv_path)
 from fmp_jax.pruning import complexity
 from fmp_jax.tree_paths import get_at, set_at
 
@@ -160,152 +163,8 @@ def pad_channels(params: Mapping, arch: Arch, multiple: int,
   return padded, new_arch
 
 
-def bake_masks(params: Mapping, masks: Optional[Mapping]) -> dict:
-  """params with every kernel multiplied by its weight mask (masks: the collection)."""
-  flat_masks = complexity.flatten_weight_masks(masks)
-  if not flat_masks:
-    return params
-  flat = flax.traverse_util.flatten_dict(dict(params))
-  for name, mask in flat_masks.items():
-    key = tuple(name.split("/")) + ("kernel",)
-    if key not in flat:
-      raise ValueError(f"weight mask {name!r} names no kernel in the params.")
-    flat[key] = np.asarray(flat[key]) * np.asarray(mask, dtype=np.asarray(flat[key]).dtype)
-  return flax.traverse_util.unflatten_dict(flat)
-
-
-# Conv shapes XLA:CPU runs far below its peak, and what runs instead. Thresholds
-# from measurements at 360x640 LR on a 2-core AVX-512 CPU (bench/inference.py
-# --plain shows the effect on a whole model): a 3x3 conv 1->168 took 23 ms as a
-# convolution and 12.5 ms as unrolled multiply-adds; 168->1, 35 ms vs 14 ms as
-# one matmul to 9 outputs followed by 9 shifted adds; a 1x1 conv 146->146, 2.5x
-# slower than the same matmul.
-NARROW_IN = 3   # stride-1 'SAME' convs with at most this many input channels: "taps"
-NARROW_OUT = 4  # ... with at most this many output channels: "shifted_outputs"
-
-
-def conv_path(kernel_shape: tuple[int, int, int, int], strides: int, padding: str) -> str:
-  """How `Upscaler` runs a conv of this HWIO kernel shape (see the NARROW_* constants).
-
-  "matmul": 1x1 stride-1 conv as one matmul over channels; "taps": each input
-  channel and kernel tap as a broadcast multiply-add (one fused elementwise
-  pass, no convolution kernel); "shifted_outputs": one matmul from C_in to
-  k*k*C_out, then the k*k output planes added at their shifts; "conv": XLA's
-  convolution.
-  """
-  k, _, c_in, c_out = kernel_shape
-  if strides != 1:
-    return "conv"
-  if k == 1:
-    return "matmul"
-  if padding != "SAME" or k % 2 == 0:
-    return "conv"
-  if c_in <= NARROW_IN:
-    return "taps"
-  if c_out <= NARROW_OUT:
-    return "shifted_outputs"
-  return "conv"
-
-
-def _pad_same(x, p):
-  return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0))) if p else x
-
-
-def conv_by_taps(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """Stride-1 'SAME' conv as sum_{i,j,c} shift_ij(x)[..., c] * kernel[i, j, c]: NHWC, HWIO."""
-  k, _, c_in, _ = kernel.shape
-  n, h, w, _ = x.shape
-  xp = _pad_same(x, k // 2)
-  out = None
-  for i in range(k):
-    for j in range(k):
-      window = xp[:, i:i + h, j:j + w]
-      for c in range(c_in):
-        term = window[..., c:c + 1] * kernel[i, j, c]
-        out = term if out is None else out + term
-  return out
-
-
-def conv_by_shifted_outputs(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """Stride-1 'SAME' conv as one matmul C_in -> k*k*C_out, then the planes added at their shifts.
-
-  out[h, w] = sum_ij x[h+i-p, w+j-p] @ kernel[i, j] = sum_ij z_pad[h+i, w+j, i, j], with
-  z = x @ kernel (all taps at once) zero-padded by p = k // 2.
-  """
-  k, _, c_in, c_out = kernel.shape
-  n, h, w, _ = x.shape
-  z = jnp.dot(x.reshape(-1, c_in), kernel.transpose(2, 0, 1, 3).reshape(c_in, k * k * c_out))
-  p = k // 2
-  z = jnp.pad(z.reshape(n, h, w, k, k, c_out), ((0, 0), (p, p), (p, p), (0, 0), (0, 0), (0, 0)))
-  out = None
-  for i in range(k):
-    for j in range(k):
-      plane = z[:, i:i + h, j:j + w, i, j]
-      out = plane if out is None else out + plane
-  return out
-
-
-def apply_conv(x: jax.Array, kernel: jax.Array, bias: Optional[jax.Array] = None,
-               strides: int = 1, padding: str = "SAME") -> jax.Array:
-  """One NHWC conv (HWIO kernel) on the path `conv_path` picks; same math as `MaskedConv`."""
-  path = conv_path(kernel.shape, strides, padding)
-  if path == "matmul":
-    y = jnp.dot(x, kernel[0, 0])
-  elif path == "taps":
-    y = conv_by_taps(x, kernel)
-  elif path == "shifted_outputs":
-    y = conv_by_shifted_outputs(x, kernel)
-  else:
-    y = jax.lax.conv_general_dilated(x, kernel, (strides, strides), padding,
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  return y if bias is None else y + bias
-
-
-def _esrb_block(x: jax.Array, p: Mapping) -> jax.Array:
-  """An unmasked `ESRBBlock` (params `p`) with its 1x1 conv and ESA's reduction in one matmul.
-
-  XLA:CPU fuses no bias add or elementwise op into a matmul or convolution, so
-  every full-resolution tensor costs memory passes. Here the 1x1 conv's bias
-  is added inside ESA's final gate, and ESA's reduce, c1 = (h W1 + b1) Wr + br,
-  comes out of the same matmul as h W1 as extra columns h (W1 Wr): two fewer
-  passes over the stream per block. Same math as the module up to float
-  rounding (a test compares them).
-  """
-  dt = x.dtype
-  kb = lambda node: (node["kernel"].astype(dt), node["bias"].astype(dt))
-  k_a, b_a = kb(p["conv_a"])
-  r = nn.leaky_relu(apply_conv(x, k_a, b_a), LEAKY_SLOPE)
-  k_b, b_b = kb(p["conv_b"])
-  h = apply_conv(r, k_b, b_b) + x
-  w1, b1 = kb(p["conv_1x1"])
-  w1 = w1[0, 0]
-  esa = p["esa"]
-  w_r, b_r = kb(esa["reduce"])
-  w_r = w_r[0, 0]
-  hi = jax.lax.Precision.HIGHEST  # weight products: exact up to float32 rounding on any backend
-  both = jnp.dot(h, jnp.concatenate([w1, jnp.dot(w1, w_r, precision=hi)], axis=1))
-  c = w1.shape[1]
-  y_no_bias = both[..., :c]
-  c1 = both[..., c:] + (jnp.dot(b1, w_r, precision=hi) + b_r)
-  k_c, b_c = kb(esa["cross"])
-  cf = apply_conv(c1, k_c, b_c)
-  k_d, b_d = kb(esa["down"])
-  d = apply_conv(c1, k_d, b_d, strides=2, padding="VALID")
-  if min(d.shape[1:3]) < 7:
-    raise ValueError(f"ESRB's ESA needs an LR input of at least 15x15 pixels; got "
-                     f"{x.shape[1]}x{x.shape[2]}.")
-  pooled = nn.max_pool(d, (7, 7), strides=(3, 3), padding="VALID")
-  k_m, b_m = kb(esa["mid"])
-  c3 = apply_conv(pooled, k_m, b_m)
-  n, hh, ww, _ = x.shape
-  u = jax.image.resize(c3, (n, hh, ww, c3.shape[-1]), method="bilinear")
-  k_e, b_e = kb(esa["expand"])
-  m = jax.nn.sigmoid(apply_conv(u + cf, k_e, b_e))
-  return (y_no_bias + b1) * m
-
-
 def _fast_forward(next_fun, args, kwargs, context):
-  """Flax interceptor: unmasked ESRB blocks as `_esrb_block`, other convs via `apply_conv`.
+  """Flax interceptor: unmasked ESRB blocks on `FastBlockOps`, other convs via `apply_conv`.
 
   Same weights, same math; only the float summation order differs (~1e-7
   relative). Modules with masks (search-time models) take the normal path.
@@ -318,7 +177,7 @@ def _fast_forward(next_fun, args, kwargs, context):
     variables = module.variables
     if channel_masks or MASKS in variables or "params" not in variables:
       return next_fun(*args, **kwargs)
-    return _esrb_block(args[0], variables["params"])
+    return block_forward(args[0], FastBlockOps(variables["params"], args[0].dtype))
   if not isinstance(module, MaskedConv):
     return next_fun(*args, **kwargs)
   out_mask = args[1] if len(args) > 1 else kwargs.get("out_mask")
@@ -414,7 +273,6 @@ class Upscaler:
     model = build_model(arch)
     self.fast_paths = bool(fast_paths)
 
-    from fmp_jax.pruning.search import precision_dtype
     compute = precision_dtype(precision)
     self.precision = precision
 

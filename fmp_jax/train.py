@@ -33,16 +33,18 @@ from typing import Optional
 import jax
 from absl import logging
 
-from fmp_jax import export, finetuning, sharding
+from fmp_jax import export, finetuning, loop, sharding
 from fmp_jax import workdir as workdir_lib
 from fmp_jax.arch import Arch
 from fmp_jax.checkpoint import StageCheckpoints, abstract_like
 from fmp_jax.config_base import base_config
 from fmp_jax.metric_logging import MetricWriter, Progress
-from fmp_jax.models import init_params
+from fmp_jax.models import bake_masks, init_params, precision_dtype
 from fmp_jax.plots import plot_run
-from fmp_jax.pruning import api, search
+from fmp_jax.pruning import api, cost as cost_lib, search
 from fmp_jax.pruning.budget import Budget
+from fmp_jax.pruning.settings import SearchSettings
+from fmp_jax.pruning.state import init_state
 
 STAGES = ("search", "finetune", "evaluate", "export")
 
@@ -104,15 +106,14 @@ def _batches(sampler, mesh, start_step: int):
 
 def run_search_stage(config, workdir: str, arch: Arch, budget: Budget, mesh, writer,
                      images) -> dict:
-  settings = search.SearchSettings.from_config(config.search)
+  settings = SearchSettings.from_config(config.search)
   rep = sharding.replicated(mesh)
   sampler = make_sampler(config, arch, images, config.search.batch_size,
                          config.search.patch_size, seed=config.seed)
 
   # Host-side init (numpy RNG: identical on every host), then placed replicated.
   params = init_params(arch, seed=config.seed)
-  state = sharding.put_replicated(search.init_state(arch, params, settings, seed=config.seed),
-                                  mesh)
+  state = sharding.put_replicated(init_state(arch, params, settings, seed=config.seed), mesh)
   ckpts = StageCheckpoints(os.path.join(workdir, "checkpoints", "search"), warn=_say)
   restored = ckpts.restore_latest(abstract_like(state, rep))
   converged = False
@@ -121,8 +122,8 @@ def run_search_stage(config, workdir: str, arch: Arch, budget: Budget, mesh, wri
     converged = bool(record.get("converged"))
     _say(f"[search] resuming from checkpoint at step {step}" + (" (converged)" if converged else ""))
 
-  step_fn = jax.jit(search.make_step(arch, budget.criterion, settings, mesh,
-                                    str(config.precision)),
+  cost = cost_lib.for_budget(arch, budget)
+  step_fn = jax.jit(search.make_step(arch, budget, settings, mesh, str(config.precision), cost),
                     in_shardings=(rep, rep, sharding.batch_sharded(mesh),
                                   sharding.batch_sharded(mesh)),
                     out_shardings=(rep, rep), donate_argnums=0)
@@ -151,7 +152,7 @@ def run_search_stage(config, workdir: str, arch: Arch, budget: Budget, mesh, wri
   if not converged:
     try:
       outcome = search.run_search(arch, state, budget, settings, _batches(sampler, mesh, start),
-                                  max_steps, step_fn=step_fn, on_step=on_step)
+                                  max_steps, step_fn=step_fn, on_step=on_step, cost=cost)
     except FloatingPointError as e:
       last = ckpts.steps()
       kept = f"the last good checkpoint (step {last[-1]})" if last else "no checkpoint yet"
@@ -205,23 +206,25 @@ def run_finetune_stage(config, workdir: str, mesh, writer, images) -> dict:
   start = int(jax.device_get(state.step))
   total = int(cfg.steps)
   progress = Progress("finetune", total, start)
-  batches = _batches(sampler, mesh, start)
-  for step in range(start + 1, total + 1):
-    lr, hr = next(batches)
-    state, metrics = step_fn(state, masks, lr, hr)
-    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    if not metrics["finite"]:
-      raise FloatingPointError(
-          f"finetune step {step}: loss is {metrics['loss']}; stopped, the last good checkpoint "
-          f"is kept in {ckpts.directory}. A lower finetune.lr starts a new run: rerun with it "
-          "and --restart (moves this run aside), or use another --workdir.")
+
+  def on_step(step, metrics, new_state):
     if step % cfg.log_every == 0 or step == total:
       writer.write("finetune", step, metrics)
       _say(progress.line(step, metrics))
     if step % cfg.checkpoint_every == 0 or step == total:
-      ckpts.save(step, state)
+      ckpts.save(step, new_state)
+
+  try:
+    state, _, _ = loop.run_steps(step_fn, state, _batches(sampler, mesh, start), start + 1, total,
+                                 args=(masks,), what="finetune", hint="lower finetune.lr.",
+                                 on_step=on_step)
+  except FloatingPointError as e:
+    raise FloatingPointError(
+        f"{e} Stopped; the last good checkpoint is kept in {ckpts.directory}. A lower "
+        "finetune.lr starts a new run: rerun with it and --restart (moves this run aside), or "
+        "use another --workdir.") from e
   ckpts.close()
-  params = finetuning.bake_masks(jax.device_get(state.params), jax.device_get(masks))
+  params = bake_masks(jax.device_get(state.params), jax.device_get(masks))
   if _is_main():
     export.save(os.path.join(workdir, "finetuned", "model.msgpack"), params, arch, pruned.masks,
                 meta=dict(pruned.meta, stage="finetune", finetune_steps=total))
@@ -312,7 +315,7 @@ def prepare_workdir(config, workdir: str, restart: bool = False):
   arch = Arch.from_config(config.model)
   budget = Budget.from_config(config.budget)
   search.check_budget_needs_pruning(arch, budget)
-  search.precision_dtype(config.precision)
+  precision_dtype(config.precision)
   from fmp_jax import data as data_lib
   data_lib.check_sources(config.data, arch.scale)
   mesh = sharding.make_mesh()
@@ -403,7 +406,7 @@ def train_and_evaluate(config, workdir: str, restart: bool = False,
     with open(os.path.join(workdir, "report.txt"), "w") as f:
       f.write(text + "\n")
     writer.flush()
-    plots = plot_run(workdir, budget.keep if budget.criterion == "total" else None, budget.metric)
+    plots = plot_run(workdir, budget.targets().get("total"), budget.metric)
     print("\n" + text + "\n", flush=True)
     print(f"export: {os.path.join(workdir, 'export', 'model.msgpack')}; plots: "
           f"{', '.join(plots)}", flush=True)

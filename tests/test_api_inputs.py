@@ -10,7 +10,7 @@ import pytest
 import fmp_jax
 from fmp_jax import Arch, Budget, DataError
 from fmp_jax.data import PatchSampler
-from fmp_jax.pruning import api, complexity, search
+from fmp_jax.pruning import api, complexity, search, state as state_lib
 from conftest import photo_batches
 
 ARCH = Arch(model="esrb", blocks=2, channels=8, esa_channels=8, scale=2)
@@ -242,7 +242,7 @@ def check_budget_and_equivalence(result, outcome, settings, arch, dense_params, 
   assert keep - 0.05 <= kept / dense <= keep, (kept, dense)
   assert result.report["params"] == kept and result.report["dense_params"] == dense
   assert complexity.count(result.arch, weight_masks=result.masks).params == kept
-  full, masks = search.masked_model(arch, outcome.state, settings)
+  full, masks = state_lib.masked_model(arch, outcome.state, settings)
   x = batch(n=2, h=17, w=19, seed=7)[0]
   sliced_out = fmp_jax.apply(result.params, result.arch, x)
   assert sliced_out.shape == (2, 17 * arch.scale, 19 * arch.scale, 3)

@@ -55,11 +55,12 @@ def tiny_config(repo_root):
 def search_abstract_state(repo_root):
   """The abstract search state of configs/tiny.py, the restore target of its checkpoints."""
   from fmp_jax.models import init_params
-  from fmp_jax.pruning import search
+  from fmp_jax.pruning.settings import SearchSettings
+  from fmp_jax.pruning.state import init_state
   config = tiny_config(repo_root)
   arch = fmp_jax.Arch.from_config(config.model)
-  settings = search.SearchSettings.from_config(config.search)
-  state = search.init_state(arch, init_params(arch), settings)
+  settings = SearchSettings.from_config(config.search)
+  state = init_state(arch, init_params(arch), settings)
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
 
 

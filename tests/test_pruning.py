@@ -9,6 +9,8 @@ import pytest
 import fmp_jax
 from fmp_jax import Arch, Budget, BudgetError
 from fmp_jax.pruning import api, complexity, search
+from fmp_jax.pruning.settings import SearchSettings
+from fmp_jax.pruning.state import init_state, masked_model
 from fmp_jax.pruning.budget import quantities
 from conftest import photo_batches
 
@@ -26,9 +28,9 @@ def params():
 # --- the start of the search ----------------------------------------------------------
 
 def test_step_zero_kernels_equal_given_params(params):
-  settings = search.SearchSettings(**SETTINGS)
-  state = search.init_state(ARCH, params, settings)
-  full, masks = search.masked_model(ARCH, state, settings)
+  settings = SearchSettings(**SETTINGS)
+  state = init_state(ARCH, params, settings)
+  full, masks = masked_model(ARCH, state, settings)
   for layer in complexity.layer_table(ARCH):
     a, b = full, params
     for part in layer.path:
@@ -153,11 +155,11 @@ def test_free_kind_still_prunes_under_channel_criterion(params):
 # --- surgery and the API contract ---------------------------------------------------------
 
 def test_compact_model_equals_masked_model_and_coupling(params):
-  settings = search.SearchSettings(**SETTINGS)
+  settings = SearchSettings(**SETTINGS)
   budget = Budget(0.45)
-  state = search.init_state(ARCH, params, settings)
+  state = init_state(ARCH, params, settings)
   outcome = search.run_search(ARCH, state, budget, settings, photo_batches(seed=3), 1500)
-  full, masks = search.masked_model(ARCH, outcome.state, settings)
+  full, masks = masked_model(ARCH, outcome.state, settings)
   result = api.finalize(ARCH, outcome, budget, settings)
   x = next(photo_batches(seed=9, patch=20, batch=2))[0]
   np.testing.assert_allclose(fmp_jax.apply(result.params, result.arch, x),
@@ -227,17 +229,17 @@ def test_sharded_step_matches_single_device(params):
   assert len(devices) == 8
   mesh = jax.make_mesh((8,), ("data",), devices=devices,
                        axis_types=(jax.sharding.AxisType.Auto,))
-  settings = search.SearchSettings(**SETTINGS)
-  step = search.make_step(ARCH, "total", settings)
+  settings = SearchSettings(**SETTINGS)
+  step = search.make_step(ARCH, Budget(0.5), settings)
   b = search.budget_arrays(Budget(0.5))
   lr, hr = next(photo_batches(batch=8, seed=6))
-  state = search.init_state(ARCH, params, settings)
+  state = init_state(ARCH, params, settings)
   single_state, single = jax.jit(step)(state, b, lr, hr)
   replicated = NamedSharding(mesh, P())
   batch = NamedSharding(mesh, P("data"))
   sharded_step = jax.jit(step, in_shardings=(replicated, replicated, batch, batch),
                          out_shardings=(replicated, replicated))
-  state2 = search.init_state(ARCH, params, settings)
+  state2 = init_state(ARCH, params, settings)
   multi_state, multi = sharded_step(state2, b, jax.device_put(lr, batch), jax.device_put(hr, batch))
   np.testing.assert_allclose(multi["loss"], single["loss"], rtol=1e-5)
   jax.tree.map(lambda a, c: np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-6),

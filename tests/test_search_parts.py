@@ -1,5 +1,7 @@
 """The search's named pieces, each against values worked out by hand or by the exact counter."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +9,8 @@ import pytest
 
 import fmp_jax
 from fmp_jax import Arch
-from fmp_jax.pruning import baselines, complexity, hyper, latents, masks, pace, regularizer
+from fmp_jax.pruning import baselines, complexity, cost, criteria, hyper, latents, masks, pace
+from fmp_jax.pruning import regularizer
 from fmp_jax.pruning.budget import Budget
 
 
@@ -87,15 +90,17 @@ def test_randn_init_never_starts_at_zero():
 
 def test_straight_through_value_is_the_hard_count_and_gradient_the_marginal_cost():
   arch = Arch(model="edsr", blocks=1, channels=4, scale=2)
-  counter = regularizer.Counter(arch)
+  counter = cost.CountCost(arch, "params")
   inner = jnp.asarray([0.7, -0.2, 0.0, 0.4])
   stream = jnp.ones(4)
-  metric_w = jnp.asarray([1.0, 0.0])  # params
+  channel_only = dataclasses.replace(criteria.CRITERIA["channel"],
+                                     terms=criteria.CRITERIA["channel"].terms[:1])
 
   def term(z):
     st = regularizer.straight_through({"stream": stream, "block_0.inner": z})
-    terms = regularizer.budget_terms("channel", st, None, None, None, 0.5)[:1]
-    return regularizer.budget_term("straight_through", counter, terms, {"channel": 2.0}, metric_w)
+    return regularizer.straight_through_term(
+        channel_only, lambda c, w: cost.quantities(counter, c, w), (st, None), (None, None),
+        {"channel": 2.0}, 0.5)
 
   value, grad = jax.value_and_grad(term)(inner)
   dense = complexity.count(arch).params

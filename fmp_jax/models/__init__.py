@@ -15,7 +15,7 @@ from fmp_jax.arch import Arch
 from fmp_jax.data.checks import model_input
 from fmp_jax.models.edsr import EDSR
 from fmp_jax.models.esrb import ESRB
-from fmp_jax.models.layers import MASKS, MaskedConv, pixel_shuffle
+from fmp_jax.models.layers import MASKS, PRECISIONS, MaskedConv, pixel_shuffle, precision_dtype
 
 # Smallest LR side every backbone accepts (ESRB's ESA needs 15).
 MIN_LR_SIDE = 15
@@ -129,6 +129,27 @@ def apply(params: Mapping, arch: Arch, lr: jax.Array,
   return out[0] if single else out
 
 
+def bake_masks(params: Mapping, masks: Optional[Mapping]) -> dict:
+  """`params` with every kernel multiplied by its weight mask (host arrays, float32 kept).
+
+  masks: the ``masks`` collection of weight masks, nested
+  (``{"block_0": {"conv_a": {"weight": HWIO}}}``) or flat (``{"block_0/conv_a": HWIO}``);
+  None or {} returns `params` unchanged. A mask that names no kernel of
+  `params` raises ValueError: it belongs to another model.
+  """
+  if not masks:
+    return params
+  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(dict(params)))
+  for path, mask in flax.traverse_util.flatten_dict(flax.core.unfreeze(dict(masks))).items():
+    layer = path[:-1] if path[-1] == "weight" else tuple("/".join(path).split("/"))
+    key = layer + ("kernel",)
+    if key not in flat:
+      raise ValueError(f"weight mask {'/'.join(layer)!r} names no kernel in the params.")
+    kernel = np.asarray(flat[key])
+    flat[key] = kernel * np.asarray(mask, dtype=kernel.dtype)
+  return flax.traverse_util.unflatten_dict(flat)
+
+
 @functools.partial(jax.jit, static_argnums=(1,))
 def _apply_jit(params, arch, lr, masks):
   variables = {"params": params}
@@ -139,4 +160,4 @@ def _apply_jit(params, arch, lr, masks):
 
 __all__ = ["ESRB", "EDSR", "MaskedConv", "ParamsMismatchError", "pixel_shuffle", "build_model",
            "check_finite_params", "check_params", "init_params", "abstract_params", "apply",
-           "MASKS", "MIN_LR_SIDE"]
+           "MASKS", "MIN_LR_SIDE", "PRECISIONS", "bake_masks", "precision_dtype"]

@@ -22,6 +22,16 @@ import numpy as np
 
 MASKS = "masks"  # the variable collection that carries pruning masks
 
+# precision -> the dtype activations and convolutions run in (params stay float32).
+PRECISIONS = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def precision_dtype(precision: str):
+  """"float32" or "bfloat16" -> the dtype activations and convolutions run in."""
+  if precision not in PRECISIONS:
+    raise ValueError(f"precision={precision!r} is unknown; use one of {tuple(PRECISIONS)}.")
+  return PRECISIONS[precision]
+
 
 def torch_uniform_init(fan_in_axes=(0, 1, 2)):
   """U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the common SR-codebase conv init."""
@@ -105,3 +115,92 @@ def read_channel_masks(module: nn.Module) -> dict:
   if module.has_variable(MASKS, "channels"):
     return dict(module.get_variable(MASKS, "channels"))
   return {}
+
+
+# --- the fast paths of a conv (what `fmp_jax.inference.Upscaler` runs) -----------------
+
+# Conv shapes XLA:CPU runs far below its peak, and what runs instead. Thresholds
+# from measurements at 360x640 LR on a 2-core AVX-512 CPU (bench/inference.py
+# --plain shows the effect on a whole model): a 3x3 conv 1->168 took 23 ms as a
+# convolution and 12.5 ms as unrolled multiply-adds; 168->1, 35 ms vs 14 ms as
+# one matmul to 9 outputs followed by 9 shifted adds; a 1x1 conv 146->146, 2.5x
+# slower than the same matmul.
+NARROW_IN = 3   # stride-1 'SAME' convs with at most this many input channels: "taps"
+NARROW_OUT = 4  # ... with at most this many output channels: "shifted_outputs"
+
+
+def conv_path(kernel_shape: tuple[int, int, int, int], strides: int, padding: str) -> str:
+  """How `Upscaler` runs a conv of this HWIO kernel shape (see the NARROW_* constants).
+
+  "matmul": 1x1 stride-1 conv as one matmul over channels; "taps": each input
+  channel and kernel tap as a broadcast multiply-add (one fused elementwise
+  pass, no convolution kernel); "shifted_outputs": one matmul from C_in to
+  k*k*C_out, then the k*k output planes added at their shifts; "conv": XLA's
+  convolution.
+  """
+  k, _, c_in, c_out = kernel_shape
+  if strides != 1:
+    return "conv"
+  if k == 1:
+    return "matmul"
+  if padding != "SAME" or k % 2 == 0:
+    return "conv"
+  if c_in <= NARROW_IN:
+    return "taps"
+  if c_out <= NARROW_OUT:
+    return "shifted_outputs"
+  return "conv"
+
+
+def _pad_same(x, p):
+  return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0))) if p else x
+
+
+def conv_by_taps(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Stride-1 'SAME' conv as sum_{i,j,c} shift_ij(x)[..., c] * kernel[i, j, c]: NHWC, HWIO."""
+  k, _, c_in, _ = kernel.shape
+  n, h, w, _ = x.shape
+  xp = _pad_same(x, k // 2)
+  out = None
+  for i in range(k):
+    for j in range(k):
+      window = xp[:, i:i + h, j:j + w]
+      for c in range(c_in):
+        term = window[..., c:c + 1] * kernel[i, j, c]
+        out = term if out is None else out + term
+  return out
+
+
+def conv_by_shifted_outputs(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Stride-1 'SAME' conv as one matmul C_in -> k*k*C_out, then the planes added at their shifts.
+
+  out[h, w] = sum_ij x[h+i-p, w+j-p] @ kernel[i, j] = sum_ij z_pad[h+i, w+j, i, j], with
+  z = x @ kernel (all taps at once) zero-padded by p = k // 2.
+  """
+  k, _, c_in, c_out = kernel.shape
+  n, h, w, _ = x.shape
+  z = jnp.dot(x.reshape(-1, c_in), kernel.transpose(2, 0, 1, 3).reshape(c_in, k * k * c_out))
+  p = k // 2
+  z = jnp.pad(z.reshape(n, h, w, k, k, c_out), ((0, 0), (p, p), (p, p), (0, 0), (0, 0), (0, 0)))
+  out = None
+  for i in range(k):
+    for j in range(k):
+      plane = z[:, i:i + h, j:j + w, i, j]
+      out = plane if out is None else out + plane
+  return out
+
+
+def apply_conv(x: jax.Array, kernel: jax.Array, bias: Optional[jax.Array] = None,
+               strides: int = 1, padding: str = "SAME") -> jax.Array:
+  """One NHWC conv (HWIO kernel) on the path `conv_path` picks; same math as `MaskedConv`."""
+  path = conv_path(kernel.shape, strides, padding)
+  if path == "matmul":
+    y = jnp.dot(x, kernel[0, 0])
+  elif path == "taps":
+    y = conv_by_taps(x, kernel)
+  elif path == "shifted_outputs":
+    y = conv_by_shifted_outputs(x, kernel)
+  else:
+    y = jax.lax.conv_general_dilated(x, kernel, (strides, strides), padding,
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return y if bias is None else y + bias

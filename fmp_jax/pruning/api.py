@@ -10,9 +10,10 @@ import numpy as np
 
 from fmp_jax.arch import Arch
 from fmp_jax.data.checks import CheckedBatches
-from fmp_jax.models import check_finite_params
-from fmp_jax.pruning import complexity, search, surgery
-from fmp_jax.pruning.budget import Budget, BudgetError, quantities
+from fmp_jax.models import check_finite_params, check_params
+from fmp_jax.pruning import complexity, cost, search, state as state_lib, surgery
+from fmp_jax.pruning.budget import Budget, BudgetError
+from fmp_jax.pruning.settings import LOOP_DEFAULTS, SearchSettings
 
 
 @dataclasses.dataclass
@@ -55,21 +56,18 @@ def sparsity_report(params: Mapping, arch: Arch, masks: Optional[Mapping] = None
   """
   if metric not in ("flops", "params"):
     raise BudgetError(f"metric={metric!r} is unknown; use 'flops' or 'params'.")
-  search.check_params(params, arch)
+  check_params(params, arch)
   masks = dict(masks or {})
   channel_masks = masks.pop("channels", None)
   weight_masks = complexity.flatten_weight_masks(masks)
   lr_hw = None if lr_hw is None else tuple(lr_hw)
-  dense = complexity.count(arch.dense(), lr_hw=lr_hw)
-  conly = complexity.count(arch, channel_masks=channel_masks, lr_hw=lr_hw)
-  both = complexity.count(arch, channel_masks=channel_masks, weight_masks=weight_masks,
-                          lr_hw=lr_hw)
-  report = {"params": both.params, "flops": both.flops,
-            "dense_params": dense.params, "dense_flops": dense.flops,
-            "params_ratio": both.params / dense.params, "flops_ratio": both.flops / dense.flops,
-            "metric": metric}
+  report = {"metric": metric}
   for name in ("params", "flops"):
-    q = quantities(getattr(dense, name), getattr(conly, name), getattr(both, name))
+    counter = cost.CountCost(arch, name, lr_hw)
+    q = cost.exact_quantities(counter, channel_masks, weight_masks)
+    report[name] = counter.exact(channel_masks, weight_masks)
+    report[f"dense_{name}"] = counter.dense()
+    report[f"{name}_ratio"] = q["total"]
     report[f"{name}_channel_pruned_ratio"] = 1.0 - q["channel"]
     report[f"{name}_weight_pruned_ratio"] = 1.0 - q["weight"]
   report["channel_pruned_ratio"] = report[f"{metric}_channel_pruned_ratio"]
@@ -104,11 +102,12 @@ def prune(params: Mapping, budget: Union[Budget, float], *, arch: Arch,
       again) is restarted when it runs out; a generator must yield enough
       batches. Default: random patches of the photos bundled with scikit-image.
     steps: the most search steps before `BudgetNotReachedError` (default:
-      config.max_steps).
+      config's max_steps, else the driver's default `settings.LOOP_DEFAULTS`).
     seed: seeds the hypernetwork init and the default data.
     config: search settings (dict or ConfigDict with `fmp_jax.config_base`'s
-      ``search`` fields); defaults to `search.SearchSettings()` with
-      batch 16 of 48x48 LR patches for the default data.
+      ``search`` fields); missing fields take the driver's defaults
+      (`settings.SearchSettings` and `settings.LOOP_DEFAULTS`: batch 16 of
+      48x48 LR patches for the default data).
     on_step: optional callback ``on_step(step, metrics)``.
   Returns:
     `PruneResult` with the compact params, its `Arch`, the weight masks and a
@@ -122,23 +121,24 @@ def prune(params: Mapping, budget: Union[Budget, float], *, arch: Arch,
   if not isinstance(arch, Arch):
     raise TypeError(f"arch must be an fmp_jax.Arch, got {type(arch).__name__}.")
   cfg = dict(config.to_dict() if hasattr(config, "to_dict") else (config or {}))
-  settings = search.SearchSettings.from_config(cfg)
-  max_steps = int(steps if steps is not None else cfg.get("max_steps", 2000))
+  cfg = dict(LOOP_DEFAULTS, **cfg)
+  settings = SearchSettings.from_config(cfg)
+  max_steps = int(steps if steps is not None else cfg["max_steps"])
   if max_steps < 1:
     raise ValueError(f"steps={max_steps} must be at least 1.")
-  search.check_params(params, arch)
+  check_params(params, arch)
   check_finite_params(params, "prune")
   search.check_budget_needs_pruning(arch, budget)
 
   if data is None:
     from fmp_jax.data import bundled_patches
-    data = bundled_patches(arch.scale, int(cfg.get("patch_size", 48)),
-                           int(cfg.get("batch_size", 16)), seed=seed, rgb_range=arch.rgb_range)
+    data = bundled_patches(arch.scale, int(cfg["patch_size"]), int(cfg["batch_size"]),
+                           seed=seed, rgb_range=arch.rgb_range)
   batches = CheckedBatches(data, arch.scale, arch.rgb_range, max_steps,
                            f"may need up to {max_steps} (steps / config.max_steps; the search "
                            f"stops earlier once the budget is met)", "prune")
 
-  state = search.init_state(arch, params, settings, seed=seed)
+  state = state_lib.init_state(arch, params, settings, seed=seed)
   callback = None if on_step is None else (lambda step, metrics, _: on_step(step, metrics))
   outcome = search.run_search(arch, state, budget, settings, batches, max_steps,
                               on_step=callback)
@@ -146,12 +146,12 @@ def prune(params: Mapping, budget: Union[Budget, float], *, arch: Arch,
 
 
 def finalize(arch: Arch, outcome: "search.SearchOutcome", budget: Budget,
-             settings: "search.SearchSettings") -> PruneResult:
+             settings: SearchSettings) -> PruneResult:
   """Generates the kernels once and slices away pruned channels."""
-  full_params, _ = search.masked_model(arch, outcome.state, settings)
+  full_params, _ = state_lib.masked_model(arch, outcome.state, settings)
   full_params = jax.device_get(full_params)
-  channel_masks, weight_masks = search.exact_masks(arch, jax.device_get(outcome.state.latents),
-                                                   settings)
+  channel_masks, weight_masks = state_lib.exact_masks(
+      arch, jax.device_get(outcome.state.latents), settings)
   params, small_arch, masks = surgery.slice_model(arch, full_params, channel_masks, weight_masks)
   report = sparsity_report(params, small_arch, masks, metric=budget.metric)
   report.update(steps=outcome.steps, converged=outcome.converged, budget=dataclasses.asdict(budget))

@@ -22,24 +22,23 @@ from typing import Mapping, Optional
 import numpy as np
 
 from fmp_jax.arch import Arch
-from fmp_jax.pruning import complexity
+from fmp_jax.pruning import complexity, cost as cost_lib
 from fmp_jax.pruning.budget import Budget, BudgetError
 from fmp_jax.tree_paths import get_at
 
 
-def _metric(counts: complexity.Counts, metric: str) -> int:
-  return counts.params if metric == "params" else counts.flops
-
-
-def uniform_widths(arch: Arch, budget: Budget, multiple: int = 1) -> dict[str, int]:
+def uniform_widths(arch: Arch, budget: Budget, multiple: int = 1,
+                   cost: Optional[cost_lib.CostModel] = None) -> dict[str, int]:
   """Widths (group -> channels) of the widest uniform model within `budget.keep`.
 
   Every prunable group keeps ``round(fraction * size)`` channels (a multiple
-  of `multiple` when one is given), for the largest fraction that fits.
+  of `multiple` when one is given), for the largest fraction that fits, in
+  the budget's metric (or `cost`, a cost model of the dense `arch`).
   Raises BudgetError if not even one channel (or `multiple`) per group fits.
   """
   arch = arch.dense()
-  dense = _metric(complexity.count(arch), budget.metric)
+  cost = cost if cost is not None else cost_lib.for_budget(arch, budget)
+  limit = budget.keep * cost.dense()
   groups = {g: arch.groups()[g].size for g in arch.prunable_groups()}
 
   def widths_at(k: int) -> dict[str, int]:
@@ -51,7 +50,7 @@ def uniform_widths(arch: Arch, budget: Budget, multiple: int = 1) -> dict[str, i
   best = None
   for k in range(1, max(groups.values()) // multiple + 1):
     widths = widths_at(k)
-    if _metric(complexity.count(arch.with_widths(widths)), budget.metric) <= budget.keep * dense:
+    if cost.at_widths(widths) <= limit:
       best = widths
   if best is None:
     raise BudgetError(f"budget ({budget.describe()}): not even {multiple} channel(s) per group "

@@ -12,7 +12,8 @@ With M the counted metric (params or FLOPs) and M_dense the dense model's:
 so ``1 - R = (1 - R_C) + (1 - R_W)``: the removed fraction splits exactly into
 what channel pruning and what weight pruning removed (FMP's Table 3 split).
 
-Criteria (FMP.md section 4):
+Criteria (FMP.md section 4; each a `criteria.Criterion`, which also says how
+the search treats it):
 
 * ``total`` (paper default): R <= keep; the split is left to the optimisation.
 * ``channel``: R_C <= channel_keep (default: keep).
@@ -30,12 +31,14 @@ import dataclasses
 import math
 from typing import Optional, Union
 
-METRICS = ("params", "flops")
-CRITERIA = ("total", "total_fixed", "channel", "weight")
+from fmp_jax.pruning import cost, criteria
+from fmp_jax.pruning.criteria import split as quantities
+from fmp_jax.pruning.errors import BudgetError
 
+METRICS = tuple(cost.COST_MODELS)
+CRITERIA = tuple(criteria.CRITERIA)
 
-class BudgetError(ValueError):
-  """A budget that cannot be used."""
+__all__ = ["Budget", "BudgetError", "METRICS", "CRITERIA", "quantities"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +58,9 @@ class Budget:
   def __post_init__(self):
     if self.metric not in METRICS:
       raise BudgetError(f"Budget.metric={self.metric!r} is unknown; use one of {METRICS}.")
-    if self.criterion not in CRITERIA:
-      raise BudgetError(f"Budget.criterion={self.criterion!r} is unknown; use one of {CRITERIA}.")
+    if self.criterion not in criteria.CRITERIA:
+      raise BudgetError(f"Budget.criterion={self.criterion!r} is unknown; use one of "
+                        f"{CRITERIA}.")
     for name in ("keep", "channel_keep", "weight_keep"):
       value = getattr(self, name)
       if value is None and name != "keep":
@@ -66,21 +70,14 @@ class Budget:
       if not 0.0 < value <= 1.0:
         raise BudgetError(f"Budget.{name}={value!r} must be in (0, 1]: it is the fraction of "
                           f"{self.metric} that REMAINS (0.085 keeps 8.5 %).")
-    if self.criterion == "total_fixed":
-      if self.channel_keep is None:
-        raise BudgetError("Budget(criterion='total_fixed') needs channel_keep (the fraction left "
-                          "after channel pruning); weight_keep defaults to 1 + keep - channel_keep.")
-      implied = 1.0 + self.keep - self.channel_keep
-      if self.weight_keep is None:
-        if not 0.0 < implied <= 1.0:
-          raise BudgetError(f"Budget: keep={self.keep} with channel_keep={self.channel_keep} "
-                            f"implies weight_keep={implied:.4f}, outside (0, 1]; channel_keep must "
-                            f"be >= keep.")
-        object.__setattr__(self, "weight_keep", implied)
-      elif abs(self.channel_keep + self.weight_keep - 1.0 - self.keep) > 1e-6:
-        raise BudgetError(f"Budget: channel_keep + weight_keep - 1 = "
-                          f"{self.channel_keep + self.weight_keep - 1:.4f} must equal keep="
-                          f"{self.keep} under total_fixed.")
+    complete = self.rule.complete
+    for name, value in (complete(self) if complete else {}).items():
+      object.__setattr__(self, name, value)
+
+  @property
+  def rule(self) -> criteria.Criterion:
+    """The `criteria.Criterion` object of this budget's criterion."""
+    return criteria.CRITERIA[self.criterion]
 
   @classmethod
   def coerce(cls, budget: Union["Budget", float, int, dict]) -> "Budget":
@@ -100,13 +97,7 @@ class Budget:
 
   def targets(self) -> dict[str, float]:
     """Quantity name ("total", "channel", "weight") -> value it must reach (<=)."""
-    if self.criterion == "total":
-      return {"total": self.keep}
-    if self.criterion == "channel":
-      return {"channel": self.channel_keep if self.channel_keep is not None else self.keep}
-    if self.criterion == "weight":
-      return {"weight": self.weight_keep if self.weight_keep is not None else self.keep}
-    return {"channel": self.channel_keep, "weight": self.weight_keep}
+    return self.rule.targets(self)
 
   def met(self, quantities: dict[str, float]) -> bool:
     """Whether the criterion holds for {"total": R, "channel": R_C, "weight": R_W}."""
@@ -116,8 +107,3 @@ class Budget:
     parts = ", ".join(f"{name} <= {100 * t:.2f} %" for name, t in self.targets().items())
     return f"keep {100 * self.keep:.2f} % of {self.metric} (criterion {self.criterion}: {parts})"
 
-
-def quantities(dense: float, channels_only: float, both: float) -> dict[str, float]:
-  """R, R_C, R_W (see module docstring) from three counts of one metric."""
-  return {"total": both / dense, "channel": channels_only / dense,
-          "weight": 1.0 - (channels_only - both) / dense}

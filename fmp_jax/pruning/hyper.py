@@ -35,19 +35,34 @@ import jax.numpy as jnp
 import numpy as np
 
 from fmp_jax.pruning.complexity import ConvLayer
+from fmp_jax.pruning.masks import indicator_as_kernel
 from fmp_jax.tree_paths import get_at
 
-INDICATORS = ("weight", "pair")
-GATES = ("none", "z")
+# search.indicator -> HWIO kernel shape -> the shape of that layer's weight indicators.
+INDICATORS = {
+    "weight": lambda kernel: tuple(kernel),              # one per kernel weight
+    "pair": lambda kernel: (kernel[2], kernel[3]),       # one per (input, output) channel pair
+}
+
+
+def _no_gate(u, z, k):
+  del z
+  return u * k
+
+
+def _z_gate(u, z, k):
+  return (u * z[None, None]) * k
+
+
+# search.gate -> (indicators as HWIO, Z = z_in z_out^T, H) -> kernel (module docstring).
+GATES = {"none": _no_gate, "z": _z_gate}
 
 
 def indicator_shape(layer: ConvLayer, indicator: str) -> tuple[int, ...]:
-  kh, kw, ci, co = layer.kernel
-  if indicator == "weight":
-    return (kh, kw, ci, co)
-  if indicator == "pair":
-    return (ci, co)
-  raise ValueError(f"search.indicator={indicator!r} is unknown; use one of {INDICATORS}.")
+  if indicator not in INDICATORS:
+    raise ValueError(f"search.indicator={indicator!r} is unknown; use one of "
+                     f"{tuple(INDICATORS)}.")
+  return INDICATORS[indicator](layer.kernel)
 
 
 def init_layer(kernel: np.ndarray, embed: int, rng: np.random.Generator,
@@ -64,7 +79,9 @@ def init_layer(kernel: np.ndarray, embed: int, rng: np.random.Generator,
   w1 = rng.normal(0.0, scale, (ci, co, embed)).astype(np.float32)
   b1 = rng.normal(0.0, scale, (ci, co, embed)).astype(np.float32)
   e0 = z0[..., None] * w1.astype(np.float64) + b1
-  g0 = z0 if gate == "z" else np.ones_like(z0)
+  # The factor the gate multiplies H by at these latents (u = 1): Z0 for "z", 1 for "none".
+  ones = np.ones((1, 1, ci, co))
+  g0 = GATES[gate](ones, z0, ones)[0, 0]
   if np.any(g0 == 0):
     raise ValueError("hypernetwork init: the Z gate needs non-zero initial latents.")
   w2 = (np.asarray(kernel, np.float64)[..., None] * e0[None, None]
@@ -79,10 +96,7 @@ def generate_kernel(h: Mapping[str, jax.Array], z_in: jax.Array, z_out: jax.Arra
   z = z_in[:, None] * z_out[None, :]                       # (ci, co)
   e = z[..., None] * h["w1"] + h["b1"]                      # (ci, co, m)
   k = jnp.einsum("hwiom,iom->hwio", h["w2"], e) + h["b2"]   # (k, k, ci, co)
-  u = u if u.ndim == 4 else u[None, None]
-  if gate == "z":
-    return (u * z[None, None]) * k
-  return u * k
+  return GATES[gate](indicator_as_kernel(u, k.shape, full=False), z, k)
 
 
 def generate_kernels(layers: Sequence[ConvLayer], hyper: Mapping, vectors: Mapping,

@@ -28,25 +28,34 @@ import optax
 from fmp_jax.pruning import hyper
 from fmp_jax.tree_paths import set_at
 
-OPTIMIZERS = ("adam", "rms_sgd")
-INITS = ("ones", "randn")
+
+
+def _ones(sizes: Mapping[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
+  del rng
+  return {g: np.ones(n, np.float32) for g, n in sizes.items()}
+
+
+def _randn(sizes: Mapping[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
+  # A draw within 1e-3 of zero would start (almost) pruned; redraw it.
+  out = {}
+  for g, n in sizes.items():
+    z = rng.standard_normal(n)
+    while np.any(np.abs(z) < 1e-3):
+      z = np.where(np.abs(z) < 1e-3, rng.standard_normal(n), z)
+    out[g] = z.astype(np.float32)
+  return out
+
+
+# search.latent_init -> (group sizes, rng) -> group -> (entries,) float32 start values.
+INITS = {"ones": _ones, "randn": _randn}
 
 
 def init_channel_vectors(sizes: Mapping[str, int], how: str,
                          rng: np.random.Generator) -> dict[str, np.ndarray]:
   """Group -> (entries,) float32 start values (entries = width / channel_multiple)."""
-  if how == "ones":
-    return {g: np.ones(n, np.float32) for g, n in sizes.items()}
-  if how == "randn":
-    # A draw within 1e-3 of zero would start (almost) pruned; redraw it.
-    out = {}
-    for g, n in sizes.items():
-      z = rng.standard_normal(n)
-      while np.any(np.abs(z) < 1e-3):
-        z = np.where(np.abs(z) < 1e-3, rng.standard_normal(n), z)
-      out[g] = z.astype(np.float32)
-    return out
-  raise ValueError(f"search.latent_init={how!r} is unknown; use one of {INITS}.")
+  if how not in INITS:
+    raise ValueError(f"search.latent_init={how!r} is unknown; use one of {tuple(INITS)}.")
+  return INITS[how](sizes, rng)
 
 
 def init_weight_indicators(layers, indicator: str) -> dict:
@@ -82,13 +91,19 @@ def scale_by_kind_rms(decay: float) -> optax.GradientTransformation:
   return optax.GradientTransformation(init, update)
 
 
+# search.latent_optimizer -> (lr, rms_decay) -> the latents' optax transformation.
+OPTIMIZERS = {
+    "adam": lambda lr, rms_decay: optax.adam(lr),
+    "rms_sgd": lambda lr, rms_decay: optax.chain(scale_by_kind_rms(rms_decay), optax.scale(-lr)),
+}
+
+
 def optimizer(kind: str, lr: float, rms_decay: float = 0.99) -> optax.GradientTransformation:
   """The latents' optimiser (see the module docstring)."""
-  if kind == "adam":
-    return optax.adam(lr)
-  if kind == "rms_sgd":
-    return optax.chain(scale_by_kind_rms(rms_decay), optax.scale(-lr))
-  raise ValueError(f"search.latent_optimizer={kind!r} is unknown; use one of {OPTIMIZERS}.")
+  if kind not in OPTIMIZERS:
+    raise ValueError(f"search.latent_optimizer={kind!r} is unknown; use one of "
+                     f"{tuple(OPTIMIZERS)}.")
+  return OPTIMIZERS[kind](lr, rms_decay)
 
 
 def propose(latents, updates):

@@ -18,6 +18,7 @@ from typing import Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def hard(tree):
@@ -62,3 +63,19 @@ def expand(vectors: Mapping, multiple: int) -> dict:
   if multiple == 1:
     return dict(vectors)
   return {g: jnp.repeat(z, multiple) for g, z in vectors.items()}
+
+
+def indicator_as_kernel(u, kernel_shape, full: bool = True):
+  """A layer's weight indicators or masks (HWIO, or (C_in, C_out) with one per channel
+  pair, which holds for every kernel tap) in its kernel's HWIO shape.
+
+  full=False gives a pair indicator as (1, 1, C_in, C_out), which broadcasts
+  against the kernel (what a product needs; counting needs the full shape).
+  numpy stays numpy, jax stays jax.
+  """
+  if u.ndim == 4:
+    return u
+  if not full:
+    return u[None, None]
+  xp = np if isinstance(u, np.ndarray) else jnp
+  return xp.broadcast_to(u[None, None], tuple(kernel_shape))

@@ -1,73 +1,28 @@
-"""In-graph counting and the differentiable budget term of the search.
+"""The differentiable budget term of the search and its dual variables.
 
-`Counter` evaluates the project's one complexity formula (`complexity.
-layer_counts`) with jax.numpy, normalised by the dense model, so the search
-step can count params/FLOPs of any mask state inside jit.
+The budget term (``search.budget_reg``, `BUDGET_TERMS`):
 
-The budget term (``search.budget_reg``):
-
-* ``"straight_through"``: mu * R(m), where each mask entry is
+* ``"straight_through"``: the sum over the criterion's terms
+  (`criteria.Term`) of mu * R(m), where each mask entry is
   m = 1[x != 0] + |x| - stop_gradient(|x|). Its value is the hard count R (so it
   tracks what the convergence test sees), and its gradient with respect to a
-  latent x is mu * sign(x) * dR/dm: the metric that removing that entry would
-  save, given every other mask as it is. Inside the latents' optimiser this
-  pushes each entry towards zero with a force proportional to its cost, so
-  channels and weights compete on loss per FLOP (or param) instead of on
-  hyperparameters. mu (one per tested quantity) is a dual variable adapted
-  by `update_duals`.
+  latent x is mu * sign(x) * dR/dm: the cost (`fmp_jax.pruning.cost`) that
+  removing that entry would save, given every other mask as it is. Inside the
+  latents' optimiser this pushes each entry towards zero with a force
+  proportional to its cost, so channels and weights compete on loss per FLOP
+  (or param) instead of on hyperparameters. mu (one per tested quantity) is a
+  dual variable adapted by `update_duals`.
 * ``"off"``: no budget term; only the l1 proximal steps prune.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
 
-from fmp_jax.arch import Arch
-from fmp_jax.pruning import complexity
-
-BUDGET_REGS = ("straight_through", "off")
-
-
-class Counter:
-  """Metric counts normalised by the dense model, differentiable, for one arch.
-
-  Masks are full-width (after `masks.expand`) for the prunable groups; tied
-  groups are added here.
-  """
-
-  def __init__(self, arch: Arch):
-    self.arch = arch
-    self.layers = complexity.layer_table(arch)
-    dense = complexity.count(arch)
-    self.dense = (float(dense.params), float(dense.flops))
-
-  def _weights_full(self, weight_masks):
-    if weight_masks is None:
-      return None
-    out = {}
-    for l in self.layers:
-      w = weight_masks
-      for part in l.path:
-        w = w[part]
-      out[l.name] = w if w.ndim == 4 else jnp.broadcast_to(w[None, None], l.kernel)
-    return out
-
-  def both(self, channel_masks, weight_masks):
-    """(params, flops) normalised by dense, under channel and weight masks."""
-    rows = complexity.layer_counts(self.layers, self.arch.expand_tied(channel_masks, jnp),
-                                   self._weights_full(weight_masks), xp=jnp)
-    params = sum(p for p, _ in rows) / self.dense[0]
-    flops = sum(m for _, m in rows) / self.dense[1]
-    return jnp.stack([params, flops])
-
-  def quantities(self, channel_masks, weight_masks, metric_w):
-    """{"total": R, "channel": R_C, "weight": R_W} in the metric chosen by metric_w."""
-    both = jnp.dot(metric_w, self.both(channel_masks, weight_masks))
-    conly = jnp.dot(metric_w, self.both(channel_masks, None))
-    return {"total": both, "channel": conly, "weight": 1.0 - (conly - both)}
+from fmp_jax.pruning.criteria import Criterion
 
 
 def straight_through(tree):
@@ -78,30 +33,29 @@ def straight_through(tree):
   return jax.tree.map(one, tree)
 
 
-def budget_terms(criterion: str, c_st, w_st, c_hard, w_hard, free_scale: float) -> list:
-  """(dual, scale, quantity, channel masks, weight masks) of each term, per criterion.
+def straight_through_term(criterion: Criterion, measure: Callable, st: tuple, hard: tuple,
+                          duals: Mapping, free_scale: float) -> jax.Array:
+  """sum over `criterion.terms` of duals[dual] * scale * quantity(masks).
 
-  Each tested quantity is counted with straight-through masks of the kind(s)
-  it measures. Under Channel (Weight) the kind the criterion does not test is
-  pushed too, through the total, at `free_scale` times the tested kind's dual.
+  measure(channel masks, weight masks or None) -> {"total", "channel", "weight"};
+  st, hard: (channel masks, weight masks), straight-through and hard.
   """
-  if criterion == "total":
-    return [("total", 1.0, "total", c_st, w_st)]
-  if criterion == "channel":
-    return [("channel", 1.0, "channel", c_st, None), ("channel", free_scale, "total", c_hard, w_st)]
-  if criterion == "weight":
-    return [("weight", 1.0, "weight", c_hard, w_st), ("weight", free_scale, "total", c_st, w_hard)]
-  return [("channel", 1.0, "channel", c_st, None), ("weight", 1.0, "weight", c_hard, w_st)]
+  kinds = {"st": st, "hard": hard}
+  def masks(term):
+    c = kinds[term.channels][0] if term.channels else None
+    w = kinds[term.weights][1] if term.weights else None
+    return c, w
+  return sum(duals[t.dual] * (free_scale if t.free else 1.0) * measure(*masks(t))[t.quantity]
+             for t in criterion.terms)
 
 
-def budget_term(kind: str, counter: Counter, terms: list, duals: Mapping, metric_w) -> jax.Array:
-  """Sum of duals[dual] * scale * quantity(masks) over `terms` (see `budget_terms`)."""
-  if kind == "off":
-    return jnp.zeros(())
-  if kind != "straight_through":
-    raise ValueError(f"search.budget_reg={kind!r} is unknown; use one of {BUDGET_REGS}.")
-  return sum(duals[dual] * scale * counter.quantities(c, w, metric_w)[q]
-             for dual, scale, q, c, w in terms)
+def no_term(criterion, measure, st, hard, duals, free_scale) -> jax.Array:
+  del criterion, measure, st, hard, duals, free_scale
+  return jnp.zeros(())
+
+
+# search.budget_reg -> the budget term (same arguments as `straight_through_term`).
+BUDGET_TERMS = {"straight_through": straight_through_term, "off": no_term}
 
 
 def update_duals(duals: Mapping, behind: Mapping, capped: Mapping, rate: float,

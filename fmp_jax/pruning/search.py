@@ -1,497 +1,256 @@
-"""FMP's search stage: state, the pure jitted step, and the stop-at-budget loop.
+"""FMP's search stage: the pure jitted step and the stop-at-budget loop.
 
-One step composes named pieces, each chosen by ``config.search``:
+`make_step` builds a frozen `StepContext` once (model, cost model, criterion,
+optimisers, proximal step) and returns ``functools.partial(search_step, ctx)``.
+One step, top to bottom (`search_step`):
 
-1. Kernels from the hypernetwork (`hyper.generate_kernels`, ``gate``); every
-   layer's output is masked by its group's hard channel mask 1[z != 0].
-2. Loss = L1(SR, HR) + the budget term (`regularizer.budget_term`,
-   ``budget_reg``), + the weight indicators' l1 penalty when
-   ``weight_update="penalty"``.
+1. the schedule: each tested quantity's target now (`pace.scheduled_target`);
+2. the gradients of L1(SR, HR) + the budget term (`regularizer.BUDGET_TERMS`,
+   ``budget_reg``) with respect to the hypernetwork params, the biases and
+   the latents; the kernels come from the hypernetwork (`hyper`), every
+   layer's output is masked by its group's hard channel mask 1[z != 0];
 3. Adam on the hypernetwork params and the biases; the latents' optimiser
-   (`latents.optimizer`, ``latent_optimizer``) proposes new latents.
-4. The proximal operator (`masks.prox_channels`, `masks.prox_weights`):
-   soft-thresholding by ``latent_lr * l1`` and DHP's pruning threshold,
-   keeping ``min_channels`` per group; its step is shortened by the landing
-   (`pace.landing_alpha`) so the tested quantity never falls below the
-   scheduled target (`pace.scheduled_target`, ``pace_steps``).
-5. The budget term's dual variables follow the schedule
-   (`regularizer.update_duals`).
+   (`latents.OPTIMIZERS`) proposes new latents;
+4. the proximal step (`prox.Prox`): soft threshold, DHP's pruning threshold,
+   ``min_channels``, ``max_channel_drop``, landed on the schedule;
+5. the budget term's duals follow the schedule (`regularizer.update_duals`);
+6. the step's metrics.
 
-The stopping rule (`run_search`): the exact host-side count is checked after
+The stopping rule (`run_search`): the exact host-side cost is checked after
 every step; the search stops at the first step where the criterion holds.
 
 The step is a pure function of (state, budget arrays, batch), so it runs
 unchanged under `jax.jit` with the batch sharded over a device mesh. The
-criterion is static; the metric and targets are arrays, so all budgets of one
-criterion share a compiled step.
+criterion and the cost model are static; the targets are arrays, so budgets
+of one criterion and metric share a compiled step.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import Any, Callable, Iterator, Mapping, Optional
 
-import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from fmp_jax import reduction
+from fmp_jax import loop, reduction
 from fmp_jax.arch import Arch
-from fmp_jax.data.checks import out_of_batches
-from fmp_jax.models import MASKS, ParamsMismatchError, build_model, check_params
-from fmp_jax.models import arch_name as _arch_name
-from fmp_jax.pruning import complexity, hyper, latents as latents_lib, masks as masks_lib, pace
-from fmp_jax.pruning import regularizer
-from fmp_jax.pruning.budget import Budget, BudgetError, quantities
-from fmp_jax.tree_paths import get_at, set_at
+from fmp_jax.models import MASKS, arch_name, build_model, precision_dtype
+from fmp_jax.pruning import complexity, cost as cost_lib, criteria, latents as latents_lib
+from fmp_jax.pruning import masks as masks_lib, pace, prox as prox_lib, regularizer
+from fmp_jax.pruning.budget import Budget
+from fmp_jax.pruning.criteria import QUANTITIES, Criterion
+from fmp_jax.pruning.errors import BudgetError, BudgetNotReachedError
+from fmp_jax.pruning.settings import WEIGHT_UPDATES, SearchSettings
+from fmp_jax.pruning.state import (SearchState, channel_masks_of, entries_per_group, exact_masks,
+                                   generated_params, make_latent_optimizer, make_optimizer)
 
-QUANTITIES = ("total", "channel", "weight")
-WEIGHT_UPDATES = ("proximal", "penalty")
-
-
-class BudgetNotReachedError(RuntimeError):
-  """The search hit its step limit before the budget's criterion held."""
-
-
-@flax.struct.dataclass
-class SearchState:
-  step: jax.Array
-  hyper: Any          # nested like the params: {w1, b1, w2, b2} per conv
-  biases: Any         # nested like the params: bias per conv
-  latents: Any        # {"channels": {group: z}, "weights": nested u per conv}
-  opt_state: Any      # Adam state of {"hyper", "biases"}
-  latent_opt_state: Any  # the latents' optimiser state
-  duals: Any          # {"total", "channel", "weight"}: budget term strengths mu
-
-  @property
-  def trainable(self):
-    return {"hyper": self.hyper, "biases": self.biases}
-
-
-@dataclasses.dataclass(frozen=True)
-class SearchSettings:
-  """The static knobs of the step (config.search holds these plus loop settings).
-
-  Attributes:
-    lr: Adam learning rate of the hypernetwork params and the biases.
-    latent_optimizer: "adam" (DHP) or "rms_sgd" (see `latents`).
-    latent_lr: the latents' learning rate (also the proximal step size).
-    latent_init: channel vectors start at "ones" or "randn" (DHP).
-    gate: "none" (DHP's kernel; exact zeros by output masking) or "z" (the
-      kernel fades with z_in z_out^T), see `hyper`.
-    channel_l1, weight_l1: l1 strengths; one step soft-thresholds by
-      latent_lr * l1.
-    weight_update: "proximal" (soft-threshold u) or "penalty" (FMP's wording:
-      the l1 penalty in u's gradient, then only the pruning threshold).
-    prune_threshold: |entry| at or below this becomes zero (DHP: 5e-3).
-    min_channels: channels every group keeps at least (DHP: 4).
-    max_channel_drop: the largest fraction of the channel-vector entries one
-      step may remove (at least one entry).
-    channel_multiple: one channel-vector entry per this many channels, so
-      every pruned width is a multiple of it.
-    free_l1_scale: l1 scale of the kind the criterion does not test
-      (weights under Channel, channels under Weight).
-    budget_reg: "straight_through" or "off" (see `regularizer`).
-    budget_weight: the budget term's initial strength mu.
-    budget_ascent: rate of mu's multiplicative dual update per step.
-    pace_steps: steps over which the allowed remaining fraction falls to the
-      budget (cubic schedule, `pace`); 0: no schedule.
-    pace_warmup: fraction of pace_steps before pruning starts.
-    rms_decay: decay of the running gradient RMS of "rms_sgd".
-    hyper_embed: m, the hypernetwork's per-element embedding size.
-    indicator: "weight" (one indicator per kernel weight) or "pair" (one per
-      input/output channel pair, a coarser option).
-    landing_tol: how far below the target one proximal step may land.
-    landing_iters: bisection steps of the landing search.
-    reduction_shards: 0, or M (a power of two dividing the batch, a multiple
-      of the device count): the data term's value and gradient are summed
-      over M micro-shards in a fixed order (`fmp_jax.reduction`), so runs on
-      1 or N devices/processes take bit-identical steps (slower per step).
-  """
-  lr: float = 2e-4
-  latent_optimizer: str = "adam"
-  latent_lr: float = 0.01
-  latent_init: str = "ones"
-  gate: str = "z"
-  channel_l1: float = 0.0
-  weight_l1: float = 0.0
-  weight_update: str = "proximal"
-  prune_threshold: float = 5e-3
-  min_channels: int = 4
-  max_channel_drop: float = 0.02
-  channel_multiple: int = 1
-  free_l1_scale: float = 0.5
-  budget_reg: str = "straight_through"
-  budget_weight: float = 0.1
-  budget_ascent: float = 0.05
-  pace_steps: int = 400
-  pace_warmup: float = 0.1
-  rms_decay: float = 0.99
-  hyper_embed: int = 8
-  indicator: str = "weight"
-  landing_tol: float = 0.0
-  landing_iters: int = 30
-  reduction_shards: int = 0
-
-  def __post_init__(self):
-    choices = {"latent_optimizer": latents_lib.OPTIMIZERS, "latent_init": latents_lib.INITS,
-               "gate": hyper.GATES, "weight_update": WEIGHT_UPDATES,
-               "budget_reg": regularizer.BUDGET_REGS, "indicator": hyper.INDICATORS}
-    for name, allowed in choices.items():
-      if getattr(self, name) not in allowed:
-        raise ValueError(f"search.{name}={getattr(self, name)!r} is unknown; use one of "
-                         f"{allowed}.")
-    if self.gate == "z" and self.latent_init == "randn":
-      raise ValueError("search.gate='z' needs search.latent_init='ones': the Z gate scales "
-                       "each kernel by its initial z_in z_out, which randn can put near 0.")
-    if self.reduction_shards < 0 or self.reduction_shards & (self.reduction_shards - 1):
-      raise ValueError(f"search.reduction_shards={self.reduction_shards} must be 0 (off) or a "
-                       "power of two.")
-    if self.channel_multiple < 1 or self.min_channels < 1:
-      raise ValueError(f"search.channel_multiple={self.channel_multiple} and "
-                       f"search.min_channels={self.min_channels} must be >= 1.")
-
-  @classmethod
-  def from_config(cls, cfg) -> "SearchSettings":
-    d = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in d.items() if k in names})
-
-
-# --- set-up ------------------------------------------------------------------
 
 def check_budget_needs_pruning(arch: Arch, budget: Budget) -> None:
   """Raises BudgetError when the dense model already satisfies `budget`."""
-  dense = complexity.count(arch)
-  value = dense.params if budget.metric == "params" else dense.flops
-  if budget.met(quantities(value, value, value)):
+  if budget.met(criteria.split(1.0, 1.0, 1.0)):
     raise BudgetError(f"the budget ({budget.describe()}) is already met by the unpruned "
-                      f"{_arch_name(arch)}; nothing to prune. Use a keep below 1.")
-
-
-def entries_per_group(arch: Arch, settings: SearchSettings) -> dict[str, int]:
-  """Prunable group -> length of its channel vector (width / channel_multiple)."""
-  m = settings.channel_multiple
-  out = {}
-  for g in arch.prunable_groups():
-    width = arch.width(g)
-    if width % m:
-      raise ValueError(f"search.channel_multiple={m} does not divide group {g!r} of width "
-                       f"{width}; choose a divisor of every prunable width.")
-    out[g] = width // m
-  return out
-
-
-def min_entries(arch: Arch, settings: SearchSettings) -> dict[str, int]:
-  """Group -> entries its vector keeps at least: ceil(min_channels / multiple), capped."""
-  m = settings.channel_multiple
-  return {g: min(n, math.ceil(settings.min_channels / m))
-          for g, n in entries_per_group(arch, settings).items()}
-
-
-def full_vectors(arch: Arch, channels: Mapping, multiple: int) -> dict:
-  """Full-width vectors of every group: prunable (expanded), fixed (ones), tied."""
-  vectors = masks_lib.expand(channels, multiple)
-  for name, g in arch.groups().items():
-    if not g.prunable and g.tied_to is None:
-      vectors[name] = jnp.ones(g.size)
-  return arch.expand_tied(vectors, jnp)
-
-
-def make_optimizer(settings: SearchSettings) -> optax.GradientTransformation:
-  return optax.adam(settings.lr)
-
-
-def make_latent_optimizer(settings: SearchSettings) -> optax.GradientTransformation:
-  return latents_lib.optimizer(settings.latent_optimizer, settings.latent_lr, settings.rms_decay)
-
-
-def init_state(arch: Arch, params: Mapping, settings: SearchSettings, seed: int = 0) -> SearchState:
-  """Search state whose generated kernels equal `params`' kernels at step 0.
-
-  `params` may be fresh (FMP needs no pretraining) or trained dense weights.
-  """
-  if arch.is_pruned:
-    raise ParamsMismatchError("FMP searches a dense backbone; got an Arch with pruned widths.")
-  check_params(params, arch)
-  layers = complexity.layer_table(arch)
-  rng = np.random.default_rng(seed)
-  channels = latents_lib.init_channel_vectors(entries_per_group(arch, settings),
-                                              settings.latent_init, rng)
-  vectors = {g: np.asarray(v) for g, v in
-             full_vectors(arch, {g: jnp.asarray(z) for g, z in channels.items()},
-                          settings.channel_multiple).items()}
-  hyp, biases = {}, {}
-  for layer in layers:
-    node = get_at(params, layer.path)
-    set_at(hyp, layer.path, hyper.init_layer(
-        np.asarray(node["kernel"]), settings.hyper_embed, rng, vectors[layer.in_group],
-        vectors[layer.out_group], settings.gate))
-    # A copy: the step donates its state, and the caller's params must survive.
-    set_at(biases, layer.path, jnp.array(node["bias"], jnp.float32, copy=True))
-  latents = {"channels": {g: jnp.asarray(z) for g, z in channels.items()},
-             "weights": latents_lib.init_weight_indicators(layers, settings.indicator)}
-  trainable = {"hyper": hyp, "biases": biases}
-  duals = {q: jnp.asarray(settings.budget_weight, jnp.float32) for q in QUANTITIES}
-  return SearchState(step=jnp.zeros((), jnp.int32), hyper=hyp, biases=biases, latents=latents,
-                     opt_state=make_optimizer(settings).init(trainable),
-                     latent_opt_state=make_latent_optimizer(settings).init(latents),
-                     duals=duals)
+                      f"{arch_name(arch)}; nothing to prune. Use a keep below 1.")
 
 
 def budget_arrays(budget: Budget) -> dict:
-  """The dynamic side of a budget: metric weights and targets as arrays."""
-  metric_w = jnp.asarray([1.0, 0.0] if budget.metric == "params" else [0.0, 1.0], jnp.float32)
+  """The dynamic side of a budget: every quantity's target (2.0: not tested) and the lowest."""
   targets = budget.targets()
-  return {"metric_w": metric_w,
-          "targets": {q: jnp.asarray(targets.get(q, 2.0), jnp.float32) for q in QUANTITIES},
+  return {"targets": {q: jnp.asarray(targets.get(q, 2.0), jnp.float32) for q in QUANTITIES},
           "floor": jnp.asarray(min(targets.values()), jnp.float32)}
 
 
-# --- the step ------------------------------------------------------------------
+# --- the step's context ------------------------------------------------------------
 
-def assemble_params(layers, kernels: Mapping, biases: Mapping) -> dict:
-  params: dict = {}
-  for l in layers:
-    set_at(params, l.path, {"kernel": kernels[l.path], "bias": get_at(biases, l.path)})
-  return params
+@dataclasses.dataclass(frozen=True, eq=False)
+class StepContext:
+  """Everything a search step needs besides its arguments; built once by `make_step`."""
+  arch: Arch
+  settings: SearchSettings
+  criterion: Criterion
+  cost: cost_lib.CostModel               # what the budget counts
+  counter: cost_lib.CountCost            # params and FLOPs, for the metrics
+  model: nn.Module
+  layers: tuple
+  tx: optax.GradientTransformation       # hypernetwork params and biases
+  latent_tx: optax.GradientTransformation
+  prox: prox_lib.Prox
+  compute: Any                           # dtype of activations and convolutions
+  mesh: Any                              # the batch's mesh (reduction_shards only)
+  weight_penalty: float                  # l1 on u in the loss (weight_update="penalty")
+  channels: float                        # prunable channels at full width
 
-
-def channel_masks_of(latents: Mapping, multiple: int) -> dict:
-  """Full-width 0/1 masks (float32) of the prunable groups."""
-  return masks_lib.hard(masks_lib.expand(latents["channels"], multiple))
-
-
-def masked_model(arch: Arch, state: SearchState, settings: Optional[SearchSettings] = None):
-  """Full-width params (generated kernels) and the ``masks`` collection of `state`."""
-  settings = settings or SearchSettings()
-  layers = complexity.layer_table(arch)
-  vectors = full_vectors(arch, state.latents["channels"], settings.channel_multiple)
-  kernels = hyper.generate_kernels(layers, state.hyper, vectors, state.latents["weights"],
-                                   settings.gate)
-  params = assemble_params(layers, kernels, state.biases)
-  return params, {"channels": channel_masks_of(state.latents, settings.channel_multiple)}
-
-
-# Which quantity limits the proximal step of each kind of latent, per criterion.
-# Under Channel and Weight the other kind still prunes (at free_l1_scale), but
-# never pushes the total below the criterion's target ("floor"), so it cannot
-# wreck the model while the criterion's own kind is still on its way.
-GOVERNS = {"total": ("total", "total"), "channel": ("channel", "floor"),
-           "weight": ("floor", "weight"), "total_fixed": ("channel", "weight")}
-TESTED = {"total": ("total",), "channel": ("channel",), "weight": ("weight",),
-          "total_fixed": ("channel", "weight")}
+  def measure(self, channels: Mapping, weights) -> dict:
+    """In-graph R, R_C, R_W of latents (channel vectors, weight indicators or None)."""
+    return cost_lib.quantities(
+        self.cost, channel_masks_of({"channels": channels}, self.settings.channel_multiple),
+        None if weights is None else masks_lib.hard(weights))
 
 
-@functools.lru_cache(maxsize=16)
-def precision_dtype(precision: str):
-  """"float32" or "bfloat16" -> the dtype activations and convolutions run in."""
-  dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-  if precision not in dtypes:
-    raise ValueError(f"precision={precision!r} is unknown; use one of {tuple(dtypes)}.")
-  return dtypes[precision]
-
-
-def make_step(arch: Arch, criterion: str, settings: SearchSettings, mesh=None,
-              precision: str = "float32") -> Callable:
+def make_step(arch: Arch, budget: Budget, settings: SearchSettings, mesh=None,
+              precision: str = "float32",
+              cost: Optional[cost_lib.CostModel] = None) -> Callable:
   """The pure search step `(state, budget_arrays, lr, hr) -> (state, metrics)`.
 
   lr: (N, h, w, 3) LR patches, hr: (N, h*s, w*s, 3), both in [0, arch.rgb_range].
-  Not jitted here: callers jit it with their own shardings. `mesh`: the batch's
-  mesh (axis "data"), needed by settings.reduction_shards (default: one device).
-  precision: "float32", or "bfloat16" for activations and convolutions (params,
-  gradients and optimiser state stay float32).
+  Not jitted here: callers jit it with their own shardings. `budget` gives the
+  criterion and the metric (its targets come as `budget_arrays` at call time);
+  `cost` overrides the budget's cost model. `mesh`: the batch's mesh (axis
+  "data"), needed by settings.reduction_shards (default: one device).
+  precision: "float32", or "bfloat16" for activations and convolutions
+  (params, gradients and optimiser state stay float32).
   """
-  model = build_model(arch)
-  counter = regularizer.Counter(arch)
-  layers = counter.layers
+  criterion = budget.rule
   multiple = settings.channel_multiple
-  tx = make_optimizer(settings)
-  latent_tx = make_latent_optimizer(settings)
-  keep_at_least = min_entries(arch, settings)
-  tested = TESTED[criterion]
-  eta = settings.latent_lr
-  # The kind the criterion does not test prunes at a reduced strength, so it
-  # trims what the loss does not support without racing the tested kind.
-  c_l1 = settings.channel_l1 * (settings.free_l1_scale if criterion == "weight" else 1.0)
-  w_l1 = settings.weight_l1 * (settings.free_l1_scale if criterion == "channel" else 1.0)
-  w_prox_l1 = w_l1 if settings.weight_update == "proximal" else 0.0
-  pt = settings.prune_threshold
-  n_entries = sum(entries_per_group(arch, settings).values())
-  max_drop = max(1, int(settings.max_channel_drop * n_entries))
-  n_channels = float(n_entries * multiple)
-
-  def prox_c(half, alpha):
-    return masks_lib.prox_channels(half, alpha * eta * c_l1, alpha * pt, keep_at_least)
-
-  def prox_w(half, alpha):
-    return masks_lib.prox_weights(half, alpha * eta * w_prox_l1, alpha * pt)
-
-  def count(channels, weights, metric_w):
-    return counter.quantities(channel_masks_of({"channels": channels}, multiple),
-                              None if weights is None else masks_lib.hard(weights), metric_w)
-
-  def land(q_of_alpha, target, may_cross=True):
-    return pace.landing_alpha(q_of_alpha, target, settings.landing_tol, settings.landing_iters,
-                              may_cross)
-
-  entries_now = lambda vectors: sum(jnp.sum(z != 0) for z in vectors.values())
-
-  def capped_channels(q_of_alpha, hc):
-    """q(alpha), or -1 (a crossing) where the step would remove more channel entries
-    than ``max_channel_drop`` allows: pruning stays gradual even when the
-    latents of many channels reach zero together."""
-    before = entries_now(hc)
-    def q(a):
-      removed = before - entries_now(prox_c(hc, a))
-      return jnp.where(removed <= max_drop, q_of_alpha(a), -1.0)
-    return q
-
-  def proximal(half, targets, floor, metric_w):
-    """The proximal step, shortened so no tested quantity crosses its target."""
-    hc, hw = half["channels"], half["weights"]
-    if criterion == "total":
-      # One step fraction for both kinds: entries go in order of size, whatever
-      # their kind, until the total would cross; the fine-grained weights then
-      # land it.
-      a_c = land(capped_channels(lambda a: count(prox_c(hc, a), prox_w(hw, a),
-                                                 metric_w)["total"], hc),
-                 targets["total"], may_cross=False)
-      channels = prox_c(hc, a_c)
-      a_w = land(lambda a: count(channels, prox_w(hw, a), metric_w)["total"], targets["total"])
-      return {"channels": channels, "weights": prox_w(hw, a_w)}, a_c, a_w
-    gov_c, gov_w = GOVERNS[criterion]
-    target = lambda name: floor if name == "floor" else targets[name]
-    w_now = hw if gov_c != "channel" else None
-    name_c = "channel" if gov_c == "channel" else "total"
-    a_c = land(capped_channels(lambda a: count(prox_c(hc, a), w_now, metric_w)[name_c], hc),
-               target(gov_c))
-    channels = prox_c(hc, a_c)
-    name_w = "weight" if gov_w == "weight" else "total"
-    a_w = land(lambda a: count(channels, prox_w(hw, a), metric_w)[name_w], target(gov_w))
-    return {"channels": channels, "weights": prox_w(hw, a_w)}, a_c, a_w
-
-  shards = settings.reduction_shards
-  # Mixed precision: params, gradients and optimiser state stay float32; the
-  # convolutions and activations run in `precision` (MaskedConv casts kernels to x's dtype).
-  compute = precision_dtype(precision)
-  step_mesh = (mesh if mesh is not None else reduction.single_device_mesh()) if shards else None
-
-  def step(state: SearchState, b: Mapping, lr: jax.Array, hr: jax.Array):
-    metric_w = b["metric_w"]
-    now = {q: pace.scheduled_target(t, state.step.astype(jnp.float32), settings.pace_steps,
-                                    settings.pace_warmup) for q, t in b["targets"].items()}
-    floor = pace.scheduled_target(b["floor"], state.step.astype(jnp.float32),
-                                  settings.pace_steps, settings.pace_warmup)
-    c_hard = channel_masks_of(state.latents, multiple)
-
-    def params_of(trainable, latents):
-      vectors = full_vectors(arch, latents["channels"], multiple)
-      kernels = hyper.generate_kernels(layers, trainable["hyper"], vectors, latents["weights"],
-                                       settings.gate)
-      return assemble_params(layers, kernels, trainable["biases"])
-
-    def rec_given(params, lr, hr):
-      sr = model.apply({"params": params, MASKS: {"channels": c_hard}}, lr.astype(compute))
-      return jnp.mean(jnp.abs(sr.astype(jnp.float32) - hr))
-
-    def rec_of(trainable, latents, lr, hr):
-      return rec_given(params_of(trainable, latents), lr, hr)
-
-    def reg_of(latents):
-      c_st = regularizer.straight_through(masks_lib.expand(latents["channels"], multiple))
-      w_st = regularizer.straight_through(latents["weights"])
-      terms = regularizer.budget_terms(criterion, c_st, w_st, c_hard,
-                                       masks_lib.hard(latents["weights"]),
-                                       settings.free_l1_scale)
-      reg = regularizer.budget_term(settings.budget_reg, counter, terms, state.duals, metric_w)
-      if settings.weight_update == "penalty" and w_l1 > 0:
-        reg = reg + w_l1 * sum(jnp.sum(jnp.abs(u)) for u in jax.tree.leaves(latents["weights"]))
-      return reg
-
-    def loss_fn(trainable, latents):
-      rec = rec_of(trainable, latents, lr, hr)
-      reg = reg_of(latents)
-      return rec + reg, (rec, reg)
-
-    if shards:
-      # Layout-independent sums (fmp_jax.reduction): the data term per micro-shard,
-      # the budget term (no data) once.
-      # Kernels are generated once; only the backbone's gradient is taken per
-      # micro-shard, then pulled back through the hypernetwork in one VJP.
-      params, pull_back = jax.vjp(params_of, state.trainable, state.latents)
-      sharded_rec = reduction.sharded_value_and_grad(
-          lambda p, lr_, hr_: (rec_given(p, lr_, hr_), None), shards, step_mesh)
-      (rec, _), g_params = sharded_rec(params, lr, hr)
-      g_train, g_lat = pull_back(g_params)
-      reg, g_reg = jax.value_and_grad(reg_of)(state.latents)
-      g_lat = jax.tree.map(jnp.add, g_lat, g_reg)
-      loss = rec + reg
-    else:
-      (loss, (rec, reg)), (g_train, g_lat) = jax.value_and_grad(
-          loss_fn, argnums=(0, 1), has_aux=True)(state.trainable, state.latents)
-    updates, opt_state = tx.update(g_train, state.opt_state, state.trainable)
-    trainable = optax.apply_updates(state.trainable, updates)
-    lat_updates, latent_opt_state = latent_tx.update(g_lat, state.latent_opt_state,
-                                                     state.latents)
-    half = latents_lib.propose(state.latents, lat_updates)
-    new_latents, a_c, a_w = proximal(half, now, floor, metric_w)
-    q_after = count(new_latents["channels"], new_latents["weights"], metric_w)
-    behind = {q: q_after[q] > now[q] for q in QUANTITIES}
-    # The kind whose step lands each quantity tells whether its pressure was
-    # more than the schedule allowed (its step was held back).
-    lander = {"total": a_w, "channel": a_c, "weight": a_w}
-    capped = {q: lander[q] < 1.0 for q in QUANTITIES}
-    duals = regularizer.update_duals(state.duals, behind, capped, settings.budget_ascent)
-    c_new = channel_masks_of(new_latents, multiple)
-    pf = counter.both(c_new, masks_lib.hard(new_latents["weights"]))
-    metrics = {"loss": loss, "l1": rec, "budget_reg": reg,
-               "remaining": q_after["total"], "channel_remaining": q_after["channel"],
-               "weight_remaining": q_after["weight"], "params_ratio": pf[0], "flops_ratio": pf[1],
-               "target_now": jnp.min(jnp.stack([now[q] for q in tested])),
-               "channels_kept": sum(jnp.sum(m) for m in c_new.values()),
-               "channels_ratio": sum(jnp.sum(m) for m in c_new.values()) / n_channels,
-               "alpha_channel": a_c, "alpha_weight": a_w,
-               "dual": jnp.max(jnp.stack([state.duals[q] for q in tested])),
-               "finite": jnp.isfinite(loss)}
-    new_state = state.replace(step=state.step + 1, hyper=trainable["hyper"],
-                              biases=trainable["biases"], latents=new_latents,
-                              opt_state=opt_state, latent_opt_state=latent_opt_state,
-                              duals=duals)
-    return new_state, metrics
-
-  return step
+  scale = lambda kind: criterion.l1_scale(kind, settings.free_l1_scale)
+  w_l1 = settings.weight_l1 * scale("weight")
+  update = WEIGHT_UPDATES[settings.weight_update]
+  sizes = entries_per_group(arch, settings)
+  ctx = StepContext(
+      arch=arch, settings=settings, criterion=criterion,
+      cost=cost if cost is not None else cost_lib.for_budget(arch, budget),
+      counter=cost_lib.CountCost(arch, "flops"),
+      model=build_model(arch), layers=complexity.layer_table(arch),
+      tx=make_optimizer(settings), latent_tx=make_latent_optimizer(settings), prox=None,
+      compute=precision_dtype(precision),
+      mesh=((mesh if mesh is not None else reduction.single_device_mesh())
+            if settings.reduction_shards else None),
+      weight_penalty=w_l1 if update["penalty"] else 0.0,
+      channels=float(sum(sizes.values()) * multiple))
+  prox = prox_lib.Prox(
+      criterion=criterion, measure=ctx.measure, eta=settings.latent_lr,
+      channel_l1=settings.channel_l1 * scale("channel"),
+      weight_l1=w_l1 if update["prox"] else 0.0, dead_zone=settings.prune_threshold,
+      keep_at_least=prox_lib.min_entries(sizes, settings.min_channels, multiple),
+      max_drop=prox_lib.max_drop(sum(sizes.values()), settings.max_channel_drop),
+      landing_tol=settings.landing_tol, landing_iters=settings.landing_iters)
+  object.__setattr__(ctx, "prox", prox)
+  return functools.partial(search_step, ctx)
 
 
-# --- exact checks on the host --------------------------------------------------
+# --- the step ------------------------------------------------------------------------
 
-def exact_masks(arch: Arch, latents: Mapping, settings: SearchSettings):
-  """Host-side 0/1 channel masks (group -> (C,)) and weight masks (name -> HWIO)."""
-  m = settings.channel_multiple
-  channels = {g: np.repeat((np.asarray(z) != 0).astype(np.int64), m)
-              for g, z in latents["channels"].items()}
-  weights = {}
-  for l in complexity.layer_table(arch):
-    u = (np.asarray(get_at(latents["weights"], l.path)) != 0)
-    weights[l.name] = np.broadcast_to(u if u.ndim == 4 else u[None, None], l.kernel)
-  return channels, weights
+def search_step(ctx: StepContext, state: SearchState, b: Mapping, lr: jax.Array,
+                hr: jax.Array):
+  """One search step (the module docstring lists its parts in order)."""
+  s = ctx.settings
+  at = state.step.astype(jnp.float32)
+  now = {q: pace.scheduled_target(t, at, s.pace_steps, s.pace_warmup)
+         for q, t in b["targets"].items()}
+  floor = pace.scheduled_target(b["floor"], at, s.pace_steps, s.pace_warmup)
+  c_hard = channel_masks_of(state.latents, s.channel_multiple)
+
+  gradients = fixed_order_gradients if s.reduction_shards else plain_gradients
+  (loss, rec, reg), (g_train, g_lat) = gradients(ctx, state, c_hard, lr, hr)
+
+  updates, opt_state = ctx.tx.update(g_train, state.opt_state, state.trainable)
+  trainable = optax.apply_updates(state.trainable, updates)
+  lat_updates, latent_opt_state = ctx.latent_tx.update(g_lat, state.latent_opt_state,
+                                                       state.latents)
+  half = latents_lib.propose(state.latents, lat_updates)
+
+  latents, a_c, a_w = ctx.prox(half, now, floor)
+
+  q_after = ctx.measure(latents["channels"], latents["weights"])
+  behind = {q: q_after[q] > now[q] for q in QUANTITIES}
+  # The kind whose step lands each quantity tells whether its pressure was more
+  # than the schedule allowed (its step was held back).
+  alpha = {"channel": a_c, "weight": a_w}
+  capped = {q: alpha[kind] < 1.0 for q, kind in ctx.criterion.lander.items()}
+  duals = regularizer.update_duals(state.duals, behind, capped, s.budget_ascent)
+
+  metrics = step_metrics(ctx, state, latents, q_after, now, loss, rec, reg, a_c, a_w)
+  new_state = state.replace(step=state.step + 1, hyper=trainable["hyper"],
+                            biases=trainable["biases"], latents=latents, opt_state=opt_state,
+                            latent_opt_state=latent_opt_state, duals=duals)
+  return new_state, metrics
 
 
-def exact_quantities(arch: Arch, latents: Mapping, budget: Budget,
-                     settings: SearchSettings) -> dict:
+def reconstruction(ctx: StepContext, params, c_hard, lr, hr):
+  """L1(SR, HR) of the masked model with full-width `params`."""
+  sr = ctx.model.apply({"params": params, MASKS: {"channels": c_hard}}, lr.astype(ctx.compute))
+  return jnp.mean(jnp.abs(sr.astype(jnp.float32) - hr))
+
+
+def budget_term(ctx: StepContext, latents, c_hard, duals):
+  """The budget term (``budget_reg``) of `latents`, plus the indicators' l1 penalty if any."""
+  s = ctx.settings
+  st = (regularizer.straight_through(masks_lib.expand(latents["channels"], s.channel_multiple)),
+        regularizer.straight_through(latents["weights"]))
+  hard = (c_hard, masks_lib.hard(latents["weights"]))
+  measure = lambda c, w: cost_lib.quantities(ctx.cost, c, w)
+  reg = regularizer.BUDGET_TERMS[s.budget_reg](ctx.criterion, measure, st, hard, duals,
+                                               s.free_l1_scale)
+  if ctx.weight_penalty > 0:
+    reg = reg + ctx.weight_penalty * sum(jnp.sum(jnp.abs(u))
+                                         for u in jax.tree.leaves(latents["weights"]))
+  return reg
+
+
+def plain_gradients(ctx: StepContext, state: SearchState, c_hard, lr, hr):
+  """(loss, rec, reg), (grads of the trainables, grads of the latents), in one pass."""
+  def loss_fn(trainable, latents):
+    params = generated_params(ctx.arch, trainable, latents, ctx.settings)
+    rec = reconstruction(ctx, params, c_hard, lr, hr)
+    reg = budget_term(ctx, latents, c_hard, state.duals)
+    return rec + reg, (rec, reg)
+  (loss, (rec, reg)), grads = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
+      state.trainable, state.latents)
+  return (loss, rec, reg), grads
+
+
+def fixed_order_gradients(ctx: StepContext, state: SearchState, c_hard, lr, hr):
+  """As `plain_gradients`, with the data term summed over ``reduction_shards``
+  fixed micro-shards (`fmp_jax.reduction`), so any device layout takes the same
+  step. The kernels are generated once; the backbone's gradient is taken per
+  micro-shard, then pulled back through the hypernetwork in one VJP. The budget
+  term (no data) is added once."""
+  params, pull_back = jax.vjp(
+      lambda trainable, latents: generated_params(ctx.arch, trainable, latents, ctx.settings),
+      state.trainable, state.latents)
+  per_shard = reduction.sharded_value_and_grad(
+      lambda p, lr_, hr_: (reconstruction(ctx, p, c_hard, lr_, hr_), None),
+      ctx.settings.reduction_shards, ctx.mesh)
+  (rec, _), g_params = per_shard(params, lr, hr)
+  g_train, g_lat = pull_back(g_params)
+  reg, g_reg = jax.value_and_grad(lambda lat: budget_term(ctx, lat, c_hard, state.duals))(
+      state.latents)
+  g_lat = jax.tree.map(jnp.add, g_lat, g_reg)
+  return (rec + reg, rec, reg), (g_train, g_lat)
+
+
+def step_metrics(ctx: StepContext, state: SearchState, latents, q_after, now, loss, rec, reg,
+                 a_c, a_w) -> dict:
+  """The step's scalars (logged, and read by the stopping rule)."""
+  c_new = channel_masks_of(latents, ctx.settings.channel_multiple)
+  w_new = masks_lib.hard(latents["weights"])
+  pf = ctx.counter.both_ratios(c_new, w_new)
+  kept = sum(jnp.sum(m) for m in c_new.values())
+  tested = tuple(ctx.criterion.tested)
+  return {"loss": loss, "l1": rec, "budget_reg": reg,
+          "remaining": q_after["total"], "channel_remaining": q_after["channel"],
+          "weight_remaining": q_after["weight"], "params_ratio": pf[0], "flops_ratio": pf[1],
+          "target_now": jnp.min(jnp.stack([now[q] for q in tested])),
+          "channels_kept": kept, "channels_ratio": kept / ctx.channels,
+          "alpha_channel": a_c, "alpha_weight": a_w,
+          "dual": jnp.max(jnp.stack([state.duals[q] for q in tested])),
+          "finite": jnp.isfinite(loss)}
+
+
+# --- exact checks on the host ----------------------------------------------------------
+
+def exact_quantities(arch: Arch, latents: Mapping, budget: Budget, settings: SearchSettings,
+                     cost: Optional[cost_lib.CostModel] = None) -> dict:
+  """R, R_C, R_W of `latents` under `budget`'s metric, exactly (host, int64 counts)."""
   channels, weights = exact_masks(arch, latents, settings)
-  dense = complexity.count(arch)
-  conly = complexity.count(arch, channel_masks=channels)
-  both = complexity.count(arch, channel_masks=channels, weight_masks=weights)
-  pick = (lambda c: c.params) if budget.metric == "params" else (lambda c: c.flops)
-  return quantities(pick(dense), pick(conly), pick(both))
+  cost = cost if cost is not None else cost_lib.for_budget(arch, budget)
+  return cost_lib.exact_quantities(cost, channels, weights)
 
 
-# --- the loop ------------------------------------------------------------------
+# --- the loop ----------------------------------------------------------------------------
 
 @dataclasses.dataclass
 class SearchOutcome:
@@ -504,7 +263,8 @@ class SearchOutcome:
 def run_search(arch: Arch, state: SearchState, budget: Budget, settings: SearchSettings,
                batches: Iterator, max_steps: int, step_fn: Optional[Callable] = None,
                on_step: Optional[Callable[[int, dict, SearchState], None]] = None,
-               raise_if_not_reached: bool = True) -> SearchOutcome:
+               raise_if_not_reached: bool = True,
+               cost: Optional[cost_lib.CostModel] = None) -> SearchOutcome:
   """Steps until the budget's criterion holds (checked every step, exactly on the host).
 
   Args:
@@ -513,42 +273,40 @@ def run_search(arch: Arch, state: SearchState, budget: Budget, settings: SearchS
     step_fn: a jitted step; default: `jax.jit(make_step(...), donate_argnums=0)`.
     on_step: called as on_step(step, metrics, state) after every step (logging,
       checkpointing); `step` counts from 1.
+    cost: the budget's cost model (default: built from `budget`).
   Raises:
     BudgetNotReachedError when max_steps pass first (if raise_if_not_reached).
     FloatingPointError on a non-finite loss.
   """
+  cost = cost if cost is not None else cost_lib.for_budget(arch, budget)
   if step_fn is None:
-    step_fn = jax.jit(make_step(arch, budget.criterion, settings), donate_argnums=0)
-  b = budget_arrays(budget)
-  history = []
-  best = None
-  start = int(state.step)
-  for step in range(start + 1, max_steps + 1):
-    try:
-      lr, hr = next(batches)
-    except StopIteration:
-      raise out_of_batches(step, max_steps) from None
-    state, metrics = step_fn(state, b, lr, hr)
-    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    metrics["step"] = step
-    if not metrics["finite"]:
-      raise FloatingPointError(f"search step {step}: loss is {metrics['loss']}; lower "
-                               f"search.lr / search.latent_lr.")
+    step_fn = jax.jit(make_step(arch, budget, settings, cost=cost), donate_argnums=0)
+  targets = budget.targets()
+  history, best = [], [None]
+
+  def after_step(step, metrics, state):
     history.append(metrics)
     if on_step is not None:
       on_step(step, metrics, state)
     q = {"total": metrics["remaining"], "channel": metrics["channel_remaining"],
          "weight": metrics["weight_remaining"]}
-    gap = max(q[name] - t for name, t in budget.targets().items())
-    best = gap if best is None else min(best, gap)
-    if budget.met(q) and budget.met(exact_quantities(arch, state.latents, budget, settings)):
-      return SearchOutcome(state, step, True, history)
+    gap = max(q[name] - t for name, t in targets.items())
+    best[0] = gap if best[0] is None else min(best[0], gap)
+    return budget.met(q) and budget.met(exact_quantities(arch, state.latents, budget, settings,
+                                                         cost))
+
+  state, step, converged = loop.run_steps(
+      step_fn, state, batches, int(state.step) + 1, max_steps, args=(budget_arrays(budget),),
+      what="search", hint="lower search.lr / search.latent_lr.", on_step=after_step)
+  if converged:
+    return SearchOutcome(state, step, True, history)
   if raise_if_not_reached:
     last = history[-1] if history else {}
     raise BudgetNotReachedError(
         f"the budget ({budget.describe()}) was not reached in {max_steps} search steps; the "
-        f"closest was {100 * best:.2f} points above it (last: total {100 * last.get('remaining', 1):.2f} %, "
-        f"channel part {100 * last.get('channel_remaining', 1):.2f} %, weight part "
+        f"closest was {100 * (best[0] or 0):.2f} points above it (last: total "
+        f"{100 * last.get('remaining', 1):.2f} %, channel part "
+        f"{100 * last.get('channel_remaining', 1):.2f} %, weight part "
         f"{100 * last.get('weight_remaining', 1):.2f} %). Raise search.max_steps, or the l1 "
         f"strengths search.channel_l1 / search.weight_l1.")
   return SearchOutcome(state, int(state.step), False, history)

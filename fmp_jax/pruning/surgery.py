@@ -15,6 +15,7 @@ import numpy as np
 
 from fmp_jax.arch import Arch
 from fmp_jax.pruning import complexity
+from fmp_jax.pruning.masks import indicator_as_kernel
 from fmp_jax.tree_paths import get_at, set_at
 
 
@@ -43,7 +44,7 @@ def slice_model(arch: Arch, params: Mapping, channel_masks: Mapping,
     node = get_at(params, layer.path)
     kernel, bias = np.asarray(node["kernel"]), np.asarray(node["bias"])
     w = flat_w.get(layer.name)
-    w = None if w is None else np.broadcast_to(np.asarray(w) != 0, layer.kernel)
+    w = None if w is None else indicator_as_kernel(np.asarray(w) != 0, layer.kernel)
     if layer.in_group in keep:
       kernel = kernel[:, :, keep[layer.in_group], :]
       w = None if w is None else w[:, :, keep[layer.in_group], :]

@@ -1,0 +1,122 @@
+"""The proximal step of the latents, and its landing on the schedule.
+
+After the gradient step proposes new latents (`latents.propose`), the
+proximal operator (`masks.prox_channels`, `masks.prox_weights`) soft-
+thresholds them by ``alpha * latent_lr * l1`` and zeroes what falls at or
+below ``alpha * prune_threshold`` (DHP's threshold), every group keeping
+``min_channels``. The step fraction alpha in [0, 1] of each kind is the
+largest whose result keeps the quantity that governs that kind (the
+criterion's `governs`) at or above its scheduled target (`pace.landing_alpha`,
+by bisection), and, for the channels, removes at most ``max_channel_drop`` of
+the channel-vector entries: pruning stays gradual even when many latents reach
+zero together. Under a joint criterion (Total) one fraction moves both kinds,
+so entries go in order of size whatever their kind, without crossing the
+target; the fine-grained weights then land it.
+
+`Prox` takes the in-graph measurement as a function, so it can be tested
+with hand-made latents and a hand counter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Mapping
+
+import jax.numpy as jnp
+
+from fmp_jax.pruning import masks as masks_lib
+from fmp_jax.pruning import pace
+from fmp_jax.pruning.criteria import Criterion
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Prox:
+  """The proximal step of one search (see the module docstring).
+
+  Attributes:
+    criterion: which quantity governs each kind's step (`criteria`).
+    measure: (channel vectors, weight indicators or None) -> in-graph
+      {"total", "channel", "weight"} of the hard masks of those latents.
+    eta: the proximal step size (``latent_lr``).
+    channel_l1, weight_l1: the l1 strengths of the soft threshold (already
+      scaled for the criterion's free kind; 0 for the weights under
+      ``weight_update="penalty"``).
+    dead_zone: ``prune_threshold``.
+    keep_at_least: group -> entries its vector keeps at least.
+    max_drop: the most channel-vector entries one step may remove.
+    landing_tol, landing_iters: see `pace.landing_alpha`.
+  """
+  criterion: Criterion
+  measure: Callable
+  eta: float
+  channel_l1: float
+  weight_l1: float
+  dead_zone: float
+  keep_at_least: Mapping[str, int]
+  max_drop: int
+  landing_tol: float = 0.0
+  landing_iters: int = 30
+
+  def channels(self, vectors: Mapping, alpha) -> dict:
+    """The channel vectors after a step of fraction `alpha`."""
+    return masks_lib.prox_channels(vectors, alpha * self.eta * self.channel_l1,
+                                   alpha * self.dead_zone, self.keep_at_least)
+
+  def weights(self, indicators, alpha):
+    """The weight indicators after a step of fraction `alpha`."""
+    return masks_lib.prox_weights(indicators, alpha * self.eta * self.weight_l1,
+                                  alpha * self.dead_zone)
+
+  def capped(self, q_of_alpha: Callable, vectors: Mapping) -> Callable:
+    """q(alpha), or -1 (a crossing) where the channel step would remove more than
+    `max_drop` entries."""
+    before = entries(vectors)
+
+    def q(alpha):
+      removed = before - entries(self.channels(vectors, alpha))
+      return jnp.where(removed <= self.max_drop, q_of_alpha(alpha), -1.0)
+    return q
+
+  def land(self, q_of_alpha: Callable, target, may_cross: bool = True):
+    return pace.landing_alpha(q_of_alpha, target, self.landing_tol, self.landing_iters,
+                              may_cross)
+
+  def __call__(self, half: Mapping, targets: Mapping, floor):
+    """The step from proposed latents `half`: (latents, alpha_channel, alpha_weight).
+
+    targets: quantity -> its scheduled target now; floor: the scheduled lowest
+    tested target (what "floor" governs).
+    """
+    hc, hw = half["channels"], half["weights"]
+    gov_c, gov_w = self.criterion.governs
+    target = lambda g: floor if g == "floor" else targets[g]
+    measured = lambda g: "total" if g == "floor" else g
+    q_c = measured(gov_c)
+    if self.criterion.joint:
+      weights_at = lambda a: self.weights(hw, a)
+    else:
+      fixed = None if q_c == "channel" else hw
+      weights_at = lambda a: fixed
+    a_c = self.land(self.capped(lambda a: self.measure(self.channels(hc, a), weights_at(a))[q_c],
+                                hc),
+                    target(gov_c), may_cross=not self.criterion.joint)
+    channels = self.channels(hc, a_c)
+    q_w = measured(gov_w)
+    a_w = self.land(lambda a: self.measure(channels, self.weights(hw, a))[q_w], target(gov_w))
+    return {"channels": channels, "weights": self.weights(hw, a_w)}, a_c, a_w
+
+
+def entries(vectors: Mapping):
+  """Non-zero entries of all channel vectors (in-graph)."""
+  return sum(jnp.sum(z != 0) for z in vectors.values())
+
+
+def max_drop(n_entries: int, fraction: float) -> int:
+  """The most entries one step may remove: `fraction` of them, at least one."""
+  return max(1, int(fraction * n_entries))
+
+
+def min_entries(sizes: Mapping[str, int], min_channels: int, multiple: int) -> dict[str, int]:
+  """Group -> entries its vector keeps at least: ceil(min_channels / multiple), capped."""
+  return {g: min(n, math.ceil(min_channels / multiple)) for g, n in sizes.items()}
