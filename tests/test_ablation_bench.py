@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-ARMS = "fmp_total,fmp_scratch,l1norm,uniform"
+ARMS = "fmp_total,fmp_scratch,l1norm,uniform,random"
 
 
 def run_bench(repo_root, tmp_path):
@@ -31,18 +31,21 @@ def test_quick_ablation(repo_root, tmp_path):
     # Equal gradient steps for every arm; every pruned arm within the budget.
     assert run["search_steps"] + run["finetune_steps"] == total, arm
     assert run["flops_ratio"] <= 0.5 + 1e-9, arm
-    assert run["psnr"] > 20.0, arm
+    assert run["psnr"] > run["bicubic_psnr"], arm     # each arm beats its own bicubic row
   # The FMP arm searched until its budget held; the baselines used the planned phase 1.
   assert runs["l1norm"]["search_steps"] == result["settings"]["search_steps"]
   assert runs["fmp_total"]["flops_ratio"] >= 0.5 - 0.03
+  # The search's channels are worth more than random ones at the same budget.
+  assert runs["fmp_total"]["psnr"] > runs["random"]["psnr"]
   # Uniform and L1-norm share the uniform widths; the scratch arm FMP's structure.
   assert runs["uniform"]["widths"] == runs["l1norm"]["widths"]
   assert len(set(runs["uniform"]["widths"].values())) == 1
   assert runs["fmp_scratch"]["widths"] == runs["fmp_total"]["widths"]
   assert runs["fmp_scratch"]["flops"] == runs["fmp_total"]["flops"]
   assert "fmp_total" in stdout and "bicubic" in stdout
-  # Gradual: the search's history is kept, and no step removed a quarter of the channels.
-  assert runs["fmp_total"]["history"] and runs["fmp_total"]["max_step_drop"] <= 12
+  # Gradual: the search's history is kept, and no step removed more channels than the cap
+  # (2 % of ESRB-2-16's 48 entries, at least one).
+  assert runs["fmp_total"]["history"] and runs["fmp_total"]["max_step_drop"] <= 1
   # A second run finds every arm in the cache and gives the same table.
   logs = sorted(os.listdir(tmp_path / "cache"))
   _, again = run_bench(repo_root, tmp_path)

@@ -55,13 +55,24 @@ def test_a_group_keeps_min_channels_unshrunk():
   np.testing.assert_allclose(out["channels"]["g"], [0.5, -0.3, 0.0, 0.0, -0.2], atol=0)
 
 
-def test_one_step_removes_at_most_max_drop_channel_entries():
+def test_one_step_removes_at_most_max_drop_channel_entries_the_smallest_first():
   p = prox(max_drop=2)
-  out, a_c, _ = p(half(z=[0.01, 0.02, 0.03, 0.04, 0.9, 0.8], u=[1.0] * 6), targets(total=0.0),
+  out, a_c, _ = p(half(z=[0.03, 0.01, 0.04, 0.02, 0.9, 0.8], u=[1.0] * 6), targets(total=0.0),
                   jnp.float32(0.0))
-  # A full step would remove four; the step is cut before the third (alpha 0.6).
-  np.testing.assert_array_equal(np.asarray(out["channels"]["g"]) != 0, [0, 0, 1, 1, 1, 1])
-  assert 0.39 < float(a_c) < 0.6
+  # A full step would remove four; only the two smallest go, the others stay as they were.
+  np.testing.assert_allclose(out["channels"]["g"], [0.03, 0.0, 0.04, 0.0, 0.9, 0.8])
+  assert float(a_c) == 1.0
+  # Equal entries (latents that moved in step) are no way around the cap: the first go.
+  out, _, _ = p(half(z=[0.01] * 4 + [0.9, 0.8], u=[1.0] * 6), targets(total=0.0),
+                jnp.float32(0.0))
+  np.testing.assert_allclose(out["channels"]["g"], [0.0, 0.0, 0.01, 0.01, 0.9, 0.8])
+  # Across groups, the cap counts every entry once.
+  two = {"channels": {"a": jnp.asarray([0.01, 0.9]), "b": jnp.asarray([0.02, 0.03, 0.9])},
+         "weights": {"l": jnp.ones(6)}}
+  out, _, _ = prox(max_drop=2, keep_at_least={"a": 1, "b": 1})(two, targets(total=0.0),
+                                                                jnp.float32(0.0))
+  np.testing.assert_allclose(out["channels"]["a"], [0.0, 0.9])
+  np.testing.assert_allclose(out["channels"]["b"], [0.0, 0.03, 0.9])
 
 
 def test_total_moves_both_kinds_in_order_of_size_and_lands_exactly():

@@ -81,6 +81,23 @@ def test_pruned_entries_stay_pruned():
   np.testing.assert_allclose(out["z"], [0.0, 0.8])
 
 
+def test_an_entry_pushed_through_zero_stops_in_the_dead_zone():
+  x = {"z": jnp.asarray([0.01, 0.001, 0.5, 0.0, -0.02])}
+  d = {"z": jnp.asarray([-0.03, -0.03, -0.1, 0.3, 0.01])}
+  out = np.asarray(latents.propose(x, d, "stop", 0.005)["z"])
+  # 0.01 reaches zero a quarter into its step: 0.005 * 0.25 (position 0: no tie factor);
+  # 0.001 already waits in the dead zone: it halves (up to the 1e-3 tie factor of its
+  # position); 0.5 and -0.02 do not reach zero; a pruned entry stays pruned.
+  np.testing.assert_allclose(out, [0.00125, 0.0005, 0.4, 0.0, -0.01], rtol=1.1e-3)
+  assert out[0] == np.float32(0.00125)
+  passed = np.asarray(latents.propose(x, d, "pass", 0.005)["z"])
+  np.testing.assert_allclose(passed, [-0.02, -0.029, 0.4, 0.0, -0.01], rtol=1e-6)
+  # Entries that moved in lockstep arrive apart, in a fixed order.
+  same = np.asarray(latents.propose({"z": jnp.full(6, 0.01)}, {"z": jnp.full(6, -0.03)},
+                                    "stop", 0.005)["z"])
+  assert len(set(same.tolist())) == 6 and np.all((same > 0) & (same <= 0.00125))
+
+
 def test_randn_init_never_starts_at_zero():
   z = latents.init_channel_vectors({"g": 10_000}, "randn", np.random.default_rng(1))["g"]
   assert np.min(np.abs(z)) >= 1e-3 and abs(float(np.std(z)) - 1.0) < 0.03
@@ -165,3 +182,53 @@ def test_l1_norm_keeps_the_largest_filters_summed_over_coupled_layers():
   np.testing.assert_array_equal(out["block_0.inner"], [0, 1, 0, 1])
   # head's channel 2 (27 * 0.1 = 2.7) beats body_end's channel 0 (2.0).
   np.testing.assert_array_equal(out["stream"], [0, 0, 1, 0])
+
+
+# --- the budget term of each criterion, by hand ----------------------------------------------
+# EDSR-1-4 x2: removing inner channel j of block 0 removes conv_a's filter j (3*3*4 weights
+# and a bias) and conv_b's input slice j (3*3*4 weights), at P = 360*640 LR pixels each.
+# One conv_a weight of filter 1 is pruned, so with weight masks counted channel 1 holds 71
+# weights, without them (R_C) 72. A kept weight indicator of conv_a costs P FLOPs, 1 param.
+
+P = 360 * 640
+DUALS = {"total": 0.3, "channel": 0.5, "weight": 0.7}
+FREE = 0.5
+
+
+def budget_term_grads(criterion, metric):
+  from fmp_jax.pruning import search, settings as settings_lib, state as state_lib
+  arch = Arch(model="edsr", blocks=1, channels=4, scale=2)
+  settings = settings_lib.SearchSettings(free_l1_scale=FREE)
+  extra = {"channel_keep": 0.7} if "channel_keep" in criteria.CRITERIA[criterion].needs else {}
+  budget = Budget(0.5, metric=metric, criterion=criterion, **extra)
+  ctx = search.make_step(arch, budget, settings).args[0]
+  state = state_lib.init_state(arch, fmp_jax.init_params(arch), settings)
+  lat = jax.tree.map(jnp.asarray, state.latents)
+  lat["channels"]["block_0.inner"] = jnp.asarray([0.7, -0.2, 0.5, 0.4])
+  lat["weights"]["block_0"]["conv_a"] = lat["weights"]["block_0"]["conv_a"].at[0, 0, 0, 1].set(0.0)
+  c_hard = state_lib.channel_masks_of(lat, 1)
+  duals = {q: jnp.float32(v) for q, v in DUALS.items()}
+  grads = jax.grad(lambda l: search.budget_term(ctx, l, c_hard, duals))(lat)
+  dense = cost.for_budget(arch, budget).dense()
+  return grads, dense
+
+
+@pytest.mark.parametrize("metric", ["flops", "params"])
+@pytest.mark.parametrize("criterion, mu_c, masked_weights, mu_w", [
+    ("total", DUALS["total"], True, DUALS["total"]),                     # one term, both kinds
+    ("channel", DUALS["channel"], False, FREE * DUALS["channel"]),       # R_C; free weights
+    ("weight", FREE * DUALS["weight"], True, DUALS["weight"]),           # R_W; free channels
+    ("total_fixed", DUALS["channel"], False, DUALS["weight"]),
+])
+def test_budget_term_gradients_by_hand(criterion, metric, mu_c, masked_weights, mu_w):
+  grads, dense = budget_term_grads(criterion, metric)
+  per_weight = P if metric == "flops" else 1
+  # Channel 1 (z = -0.2): its weights (71 with the weight masks, 72 without), plus its
+  # conv_a bias in params; the gradient is the cost it saves, signed like z.
+  weights_of_channel = 71 if masked_weights else 72
+  saved = weights_of_channel * per_weight + (1 if metric == "params" else 0)
+  g_z = grads["channels"]["block_0.inner"]
+  np.testing.assert_allclose(g_z[1], -mu_c * saved / dense, rtol=1e-5)
+  g_u = grads["weights"]["block_0"]["conv_a"]
+  np.testing.assert_allclose(g_u[1, 1, 2, 3], mu_w * per_weight / dense, rtol=1e-5)
+  assert float(g_u[0, 0, 0, 1]) == 0.0          # a pruned indicator feels nothing

@@ -85,10 +85,11 @@ class Criterion:
     """The factor on `kind`'s l1 strength: `free_scale` for the untested kind, else 1."""
     return free_scale if kind == self.free_kind else 1.0
 
-  @property
-  def lander(self) -> dict[str, str]:
-    """Quantity -> the kind whose proximal step lands it."""
-    return {"total": "weight", "channel": "channel", "weight": "weight"}
+  def lander(self, weights_land: bool = True) -> dict[str, str]:
+    """Quantity -> the kind whose proximal step lands it (the total: the weights, unless
+    weight zeros do not lower the cost)."""
+    return {"total": "weight" if weights_land else "channel", "channel": "channel",
+            "weight": "weight"}
 
 
 def _complete_total_fixed(budget) -> dict:

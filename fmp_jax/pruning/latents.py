@@ -14,6 +14,10 @@ the proximal step (`fmp_jax.pruning.masks`):
 
 Inits (``search.latent_init``): ``"ones"``, or ``"randn"`` (DHP draws channel
 vectors from N(0, 1)). Weight indicators always start at 1.
+
+The proposal (`propose`, ``search.zero_crossing``): latents + updates, where an
+entry the update carries through zero either stops in the dead zone (``"stop"``)
+so the proximal step can take it, or passes (``"pass"``).
 """
 
 from __future__ import annotations
@@ -106,6 +110,51 @@ def optimizer(kind: str, lr: float, rms_decay: float = 0.99) -> optax.GradientTr
   return OPTIMIZERS[kind](lr, rms_decay)
 
 
-def propose(latents, updates):
-  """latents + updates, where pruned (zero) entries stay zero: pruning is monotone."""
-  return jax.tree.map(lambda x, d: jnp.where(x == 0, 0.0, x + d), latents, updates)
+def _pass_through_zero(x, d, dead_zone):
+  del dead_zone
+  return x + d
+
+
+# An entry whose push toward zero does not change between steps (a channel the loss does
+# not need, pushed by the budget term alone) moves by a constant ~latent_lr under Adam:
+# from 1 by 0.03 it steps from 0.01 to -0.02 and never lands within the dead zone, while a
+# needed entry, whose gradient wavers, slows down near zero and is caught first.
+_EARLIEST = 2.0 ** -16     # the smallest fraction of a step counted as "reaching zero"
+_GOLDEN = 0.6180339887498949
+
+
+def _stop_at_zero(x, d, dead_zone):
+  y = x + d
+  reached = y * x <= 0
+  # Adam moves every entry with a steady push by the same amount, so such entries arrive
+  # together: a fixed factor in (0.999, 1] per position orders them, so a landing can take
+  # as many of them as its target allows, not all or none.
+  spread = (1.0 - 1e-3 * jnp.mod(jnp.arange(x.size, dtype=jnp.float32) * _GOLDEN, 1.0)
+            ).reshape(x.shape)
+  # Arriving: stop at dead_zone x the fraction of the step at which the entry reaches zero
+  # (the proximal step's threshold alpha * dead_zone takes it at alpha >= that fraction,
+  # landing permitting).
+  frac = jnp.abs(x) / (jnp.abs(x) + jnp.abs(d) + 1e-30)
+  arrive = dead_zone * jnp.maximum(frac, _EARLIEST) * spread
+  # Waiting in the dead zone while the push goes on: halve each step, so the longer an
+  # entry has waited, the sooner it goes (arrival order kept for 16 steps).
+  wait = jnp.maximum(0.5 * jnp.abs(x), dead_zone * _EARLIEST * spread)
+  stop = jnp.where(jnp.abs(x) <= dead_zone, wait, arrive)
+  return jnp.where(reached, jnp.sign(x) * stop, y)
+
+
+# search.zero_crossing -> (latent, update, dead zone) -> proposed latent (module docstring).
+ZERO_CROSSINGS = {"stop": _stop_at_zero, "pass": _pass_through_zero}
+
+
+def propose(latents, updates, how: str = "pass", dead_zone: float = 0.0):
+  """latents + updates, where pruned (zero) entries stay zero: pruning is monotone.
+
+  how="stop": an entry the update would carry to or through zero stops inside the dead
+  zone instead, at dead_zone x the fraction of the step it needed to reach zero, so the
+  proximal step removes it (earliest arrivals first) as soon as the landing allows.
+  how="pass": plain addition (an entry may overshoot zero and come back).
+  """
+  step = ZERO_CROSSINGS[how]
+  return jax.tree.map(lambda x, d: jnp.where(x == 0, 0.0, step(x, d, dead_zone)),
+                      latents, updates)

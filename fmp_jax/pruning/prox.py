@@ -4,14 +4,16 @@ After the gradient step proposes new latents (`latents.propose`), the
 proximal operator (`masks.prox_channels`, `masks.prox_weights`) soft-
 thresholds them by ``alpha * latent_lr * l1`` and zeroes what falls at or
 below ``alpha * prune_threshold`` (DHP's threshold), every group keeping
-``min_channels``. The step fraction alpha in [0, 1] of each kind is the
-largest whose result keeps the quantity that governs that kind (the
-criterion's `governs`) at or above its scheduled target (`pace.landing_alpha`,
-by bisection), and, for the channels, removes at most ``max_channel_drop`` of
-the channel-vector entries: pruning stays gradual even when many latents reach
-zero together. Under a joint criterion (Total) one fraction moves both kinds,
-so entries go in order of size whatever their kind, without crossing the
-target; the fine-grained weights then land it.
+``min_channels``; of the channel entries a step would remove, only the
+``max_channel_drop`` smallest go (ties by position), so pruning stays gradual
+even when many latents reach zero together. The step fraction alpha in [0, 1]
+of each kind is the largest whose result keeps the quantity that governs that
+kind (the criterion's `governs`) at or above its scheduled target
+(`pace.landing_alpha`, by bisection). Under a joint criterion (Total) one
+fraction moves both kinds, so entries go in order of size, whatever their
+kind, without crossing the target; the fine-grained weights then land it.
+When weight zeros do not lower the cost (a latency budget), the channels land
+it: their step may then take the smallest crossing step.
 
 `Prox` takes the in-graph measurement as a function, so it can be tested
 with hand-made latents and a hand counter.
@@ -24,6 +26,7 @@ import math
 from typing import Callable, Mapping
 
 import jax.numpy as jnp
+import numpy as np
 
 from fmp_jax.pruning import masks as masks_lib
 from fmp_jax.pruning import pace
@@ -46,6 +49,8 @@ class Prox:
     keep_at_least: group -> entries its vector keeps at least.
     max_drop: the most channel-vector entries one step may remove.
     landing_tol, landing_iters: see `pace.landing_alpha`.
+    weights_land: whether weight zeros lower the measured cost (so the weights'
+      step can land a joint criterion's target).
   """
   criterion: Criterion
   measure: Callable
@@ -57,26 +62,18 @@ class Prox:
   max_drop: int
   landing_tol: float = 0.0
   landing_iters: int = 30
+  weights_land: bool = True
 
   def channels(self, vectors: Mapping, alpha) -> dict:
-    """The channel vectors after a step of fraction `alpha`."""
-    return masks_lib.prox_channels(vectors, alpha * self.eta * self.channel_l1,
-                                   alpha * self.dead_zone, self.keep_at_least)
+    """The channel vectors after a step of fraction `alpha` (at most `max_drop` removed)."""
+    after = masks_lib.prox_channels(vectors, alpha * self.eta * self.channel_l1,
+                                    alpha * self.dead_zone, self.keep_at_least)
+    return cap_removals(vectors, after, self.max_drop)
 
   def weights(self, indicators, alpha):
     """The weight indicators after a step of fraction `alpha`."""
     return masks_lib.prox_weights(indicators, alpha * self.eta * self.weight_l1,
                                   alpha * self.dead_zone)
-
-  def capped(self, q_of_alpha: Callable, vectors: Mapping) -> Callable:
-    """q(alpha), or -1 (a crossing) where the channel step would remove more than
-    `max_drop` entries."""
-    before = entries(vectors)
-
-    def q(alpha):
-      removed = before - entries(self.channels(vectors, alpha))
-      return jnp.where(removed <= self.max_drop, q_of_alpha(alpha), -1.0)
-    return q
 
   def land(self, q_of_alpha: Callable, target, may_cross: bool = True):
     return pace.landing_alpha(q_of_alpha, target, self.landing_tol, self.landing_iters,
@@ -98,18 +95,27 @@ class Prox:
     else:
       fixed = None if q_c == "channel" else hw
       weights_at = lambda a: fixed
-    a_c = self.land(self.capped(lambda a: self.measure(self.channels(hc, a), weights_at(a))[q_c],
-                                hc),
-                    target(gov_c), may_cross=not self.criterion.joint)
+    joint_landed_by_weights = self.criterion.joint and self.weights_land
+    a_c = self.land(lambda a: self.measure(self.channels(hc, a), weights_at(a))[q_c],
+                    target(gov_c), may_cross=not joint_landed_by_weights)
     channels = self.channels(hc, a_c)
     q_w = measured(gov_w)
     a_w = self.land(lambda a: self.measure(channels, self.weights(hw, a))[q_w], target(gov_w))
     return {"channels": channels, "weights": self.weights(hw, a_w)}, a_c, a_w
 
 
-def entries(vectors: Mapping):
-  """Non-zero entries of all channel vectors (in-graph)."""
-  return sum(jnp.sum(z != 0) for z in vectors.values())
+def cap_removals(before: Mapping, after: Mapping, k: int) -> dict:
+  """`after`, where of the entries it removed from `before` only the k of smallest
+  |before| stay removed (ties: the first in group-name, then position order)."""
+  names = sorted(before)
+  b = jnp.concatenate([before[g] for g in names])
+  a = jnp.concatenate([after[g] for g in names])
+  removed = (b != 0) & (a == 0)
+  order = jnp.argsort(jnp.where(removed, jnp.abs(b), jnp.inf), stable=True)
+  rank = jnp.zeros(order.shape, jnp.int32).at[order].set(jnp.arange(order.size, dtype=jnp.int32))
+  out = jnp.where(removed & (rank >= k), b, a)
+  bounds = np.cumsum([before[g].size for g in names])[:-1]
+  return dict(zip(names, jnp.split(out, bounds)))
 
 
 def max_drop(n_entries: int, fraction: float) -> int:

@@ -126,7 +126,8 @@ def make_step(arch: Arch, budget: Budget, settings: SearchSettings, mesh=None,
       weight_l1=w_l1 if update["prox"] else 0.0, dead_zone=settings.prune_threshold,
       keep_at_least=prox_lib.min_entries(sizes, settings.min_channels, multiple),
       max_drop=prox_lib.max_drop(sum(sizes.values()), settings.max_channel_drop),
-      landing_tol=settings.landing_tol, landing_iters=settings.landing_iters)
+      landing_tol=settings.landing_tol, landing_iters=settings.landing_iters,
+      weights_land=ctx.cost.weights_count)
   object.__setattr__(ctx, "prox", prox)
   return functools.partial(search_step, ctx)
 
@@ -150,7 +151,7 @@ def search_step(ctx: StepContext, state: SearchState, b: Mapping, lr: jax.Array,
   trainable = optax.apply_updates(state.trainable, updates)
   lat_updates, latent_opt_state = ctx.latent_tx.update(g_lat, state.latent_opt_state,
                                                        state.latents)
-  half = latents_lib.propose(state.latents, lat_updates)
+  half = latents_lib.propose(state.latents, lat_updates, s.zero_crossing, s.prune_threshold)
 
   latents, a_c, a_w = ctx.prox(half, now, floor)
 
@@ -159,7 +160,8 @@ def search_step(ctx: StepContext, state: SearchState, b: Mapping, lr: jax.Array,
   # The kind whose step lands each quantity tells whether its pressure was more
   # than the schedule allowed (its step was held back).
   alpha = {"channel": a_c, "weight": a_w}
-  capped = {q: alpha[kind] < 1.0 for q, kind in ctx.criterion.lander.items()}
+  capped = {q: alpha[kind] < 1.0
+            for q, kind in ctx.criterion.lander(ctx.cost.weights_count).items()}
   duals = regularizer.update_duals(state.duals, behind, capped, s.budget_ascent)
 
   metrics = step_metrics(ctx, state, latents, q_after, now, loss, rec, reg, a_c, a_w)

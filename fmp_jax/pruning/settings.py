@@ -12,6 +12,7 @@ gate               `hyper.GATES`                the kernel's form
 indicator          `hyper.INDICATORS`           one indicator per weight or per pair
 budget_reg         `regularizer.BUDGET_TERMS`   the differentiable budget term
 weight_update      `WEIGHT_UPDATES` (here)      proximal step or l1 penalty on u
+zero_crossing      `latents.ZERO_CROSSINGS`     an entry pushed through zero stops or passes
 =================  ===========================  =====================================
 
 `LOOP_DEFAULTS` are the search loop's own settings (step limit, batch, patch,
@@ -33,7 +34,8 @@ WEIGHT_UPDATES = {
 
 REGISTRIES = {"latent_optimizer": latents.OPTIMIZERS, "latent_init": latents.INITS,
               "gate": hyper.GATES, "indicator": hyper.INDICATORS,
-              "budget_reg": regularizer.BUDGET_TERMS, "weight_update": WEIGHT_UPDATES}
+              "budget_reg": regularizer.BUDGET_TERMS, "weight_update": WEIGHT_UPDATES,
+              "zero_crossing": latents.ZERO_CROSSINGS}
 
 # The search loop's settings beside SearchSettings (config.search holds both).
 LOOP_DEFAULTS = dict(
@@ -80,6 +82,9 @@ class SearchSettings:
       input/output channel pair, a coarser option).
     landing_tol: how far below the target one proximal step may land.
     landing_iters: bisection steps of the landing search.
+    zero_crossing: "stop" (an entry the latents' step carries through zero
+      stops in the dead zone, so the proximal step takes it) or "pass" (it
+      overshoots; the search before this option), see `latents.propose`.
     reduction_shards: 0, or M (a power of two dividing the batch, a multiple
       of the device count): the data term's value and gradient are summed
       over M micro-shards in a fixed order (`fmp_jax.reduction`), so runs on
@@ -109,6 +114,7 @@ class SearchSettings:
   landing_tol: float = 0.0
   landing_iters: int = 30
   reduction_shards: int = 0
+  zero_crossing: str = "stop"
 
   def __post_init__(self):
     for name, registry in REGISTRIES.items():
