@@ -147,16 +147,10 @@ def timed(fn):
   return time.perf_counter() - t0
 
 
-def reexec_with_hugepages():
-  """Restarts this process with glibc's huge-page tunable set (see the module docstring)."""
-  if sys.platform.startswith("linux") and "GLIBC_TUNABLES" not in os.environ:
-    env = dict(os.environ, GLIBC_TUNABLES="glibc.malloc.hugetlb=1")
-    os.execve(sys.executable, [sys.executable] + sys.argv, env)
-
-
 def main():
   args = parse_args()
   if not args.no_hugepages:
+    from fmp_jax.profiling import reexec_with_hugepages
     reexec_with_hugepages()
   if args.xla_flags:
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()

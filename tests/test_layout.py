@@ -11,6 +11,7 @@ FLOORS = [
     {"fmp_jax.models", "fmp_jax.loop", "fmp_jax.checkpoint", "fmp_jax.plots"},
     {"fmp_jax.pruning", "fmp_jax.export", "fmp_jax.evaluation"},
     {"fmp_jax.finetuning", "fmp_jax.inference", "fmp_jax.config_base"},
+    {"fmp_jax.profiling"},
     {"fmp_jax.train"},
     {"fmp_jax.main"},
 ]

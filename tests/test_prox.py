@@ -110,3 +110,35 @@ def test_weight_criterion_lands_the_weights_after_the_free_channels_step():
   assert 0.19 < float(a_c) < 0.6
   np.testing.assert_allclose(out["weights"]["l"], [0.9, 0.9, 0.9, 0.0, 0.0, 0.0])
   assert float(measure(out["channels"], out["weights"])["weight"]) == pytest.approx(t)
+
+
+def test_an_entry_whose_removal_would_overshoot_waits_and_cheaper_ones_go():
+  # Group a: 20 per entry, group b: 5 per entry, plus 6 weights: dense 66. The smallest
+  # entry (a: 0.001) would take R_C from 1 to 46/66, far below the target 56/66; it waits
+  # (held back), and b's two smallest go instead, landing on the target exactly.
+  cost_of = {"a": 20, "b": 5}
+  dense = 20 * 2 + 5 * 4 + 6
+
+  def measure2(channels, weights):
+    kept = sum(cost_of[g] * jnp.sum(z != 0) for g, z in channels.items())
+    conly = kept + 6
+    both = kept + (6 if weights is None else jnp.sum(weights["l"] != 0))
+    return {"total": both / dense, "channel": conly / dense,
+            "weight": 1.0 - (conly - both) / dense}
+
+  def removal_cost(channels, weights):
+    return {g: jnp.full(z.shape, cost_of[g] / dense) for g, z in channels.items()}
+
+  lat = {"channels": {"a": jnp.asarray([0.001, 0.9]), "b": jnp.asarray([0.9, 0.02, 0.03, 0.9])},
+         "weights": {"l": jnp.ones(6)}}
+  t = 56 / dense
+  args = dict(criterion=criteria.CRITERIA["channel"], measure=measure2, eta=0.1,
+              channel_l1=0.0, weight_l1=0.0, dead_zone=0.05, keep_at_least={"a": 1, "b": 1},
+              max_drop=10, max_cross=0.03)
+  out, _, _ = Prox(**args, removal_cost=removal_cost)(lat, targets(channel=t), jnp.float32(t))
+  np.testing.assert_allclose(out["channels"]["a"], [0.001, 0.9])
+  np.testing.assert_allclose(out["channels"]["b"], [0.9, 0.0, 0.0, 0.9])
+  # Without the hold the blocking entry stalls the step: nothing goes (it waits for a
+  # crossing within max_cross that never comes).
+  out, _, _ = Prox(**args)(lat, targets(channel=t), jnp.float32(t))
+  np.testing.assert_allclose(out["channels"]["b"], [0.9, 0.02, 0.03, 0.9])

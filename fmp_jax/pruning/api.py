@@ -13,6 +13,7 @@ from fmp_jax.data.checks import CheckedBatches
 from fmp_jax.models import check_finite_params, check_params
 from fmp_jax.pruning import complexity, cost, search, state as state_lib, surgery
 from fmp_jax.pruning.budget import Budget, BudgetError
+from fmp_jax.pruning.latency import LatencyTable
 from fmp_jax.pruning.settings import LOOP_DEFAULTS, SearchSettings
 
 
@@ -36,26 +37,35 @@ class PruneResult:
 
 
 def sparsity_report(params: Mapping, arch: Arch, masks: Optional[Mapping] = None,
-                    metric: str = "flops", lr_hw: Optional[tuple[int, int]] = None) -> dict:
-  """Params/FLOPs of a (pruned or masked) model against its dense architecture.
+                    metric: str = "flops", lr_hw: Optional[tuple[int, int]] = None,
+                    latency_table: Union[None, str, LatencyTable] = None) -> dict:
+  """Params, FLOPs, executed MACs and latency of a (pruned or masked) model against its dense
+  architecture.
 
   Args:
     params: backbone params matching `arch` (checked).
     arch: the built architecture (pruned widths, if any).
     masks: the ``masks`` collection: per-layer weight masks and/or
       ``{"channels": {group: (C,)}}`` for a full-width masked model.
-    metric: "flops" or "params": the metric of the channel/weight split.
+    metric: "flops", "params" or "latency": the metric of the channel/weight split.
     lr_hw: LR input size for FLOPs (default: the 1280x720 HR convention).
+    latency_table: a `LatencyTable` (or its path) of the dense model on the target
+      device; adds the predicted latency (needed for metric "latency").
   Returns:
     dict with ``params``, ``flops`` (exact ints), ``dense_params``,
     ``dense_flops``, ``params_ratio``, ``flops_ratio`` (remaining fractions),
     ``channel_pruned_ratio``, ``weight_pruned_ratio`` (fractions of the dense
     metric removed by channels and by weights, in `metric`), per-metric splits
     ``params_channel_pruned_ratio`` etc., ``metric``, ``widths``, ``steps`` (0)
-    and ``converged`` (None).
+    and ``converged`` (None); ``executed_macs`` and ``executed_macs_ratio``: the
+    multiply-adds a dense kernel does at these widths (weight zeros included:
+    no kernel skips them); with a table, ``latency_ratio`` (predicted),
+    ``latency_seconds``, ``dense_latency_seconds`` and ``latency_lr_hw``.
   """
-  if metric not in ("flops", "params"):
-    raise BudgetError(f"metric={metric!r} is unknown; use 'flops' or 'params'.")
+  if metric not in cost.COST_MODELS:
+    raise BudgetError(f"metric={metric!r} is unknown; use one of {tuple(cost.COST_MODELS)}.")
+  if "latency_table" in cost.COST_MODELS[metric].needs and latency_table is None:
+    raise BudgetError(f"sparsity_report(metric={metric!r}) needs latency_table.")
   check_params(params, arch)
   masks = dict(masks or {})
   channel_masks = masks.pop("channels", None)
@@ -70,9 +80,19 @@ def sparsity_report(params: Mapping, arch: Arch, masks: Optional[Mapping] = None
     report[f"{name}_ratio"] = q["total"]
     report[f"{name}_channel_pruned_ratio"] = 1.0 - q["channel"]
     report[f"{name}_weight_pruned_ratio"] = 1.0 - q["weight"]
+  report["executed_macs"] = cost.CountCost(arch, "flops", lr_hw).exact(channel_masks)
+  report["executed_macs_ratio"] = report["executed_macs"] / report["dense_flops"]
+  report["widths"] = _widths(arch, channel_masks)
+  if latency_table is not None:
+    table = (latency_table if isinstance(latency_table, LatencyTable)
+             else LatencyTable.load(latency_table, allow_other_device=True))
+    seconds, dense = table.predict(report["widths"]), table.dense()
+    report.update(latency_seconds=seconds, dense_latency_seconds=dense,
+                  latency_ratio=seconds / dense, latency_lr_hw=list(table.lr_hw),
+                  latency_channel_pruned_ratio=1.0 - seconds / dense,
+                  latency_weight_pruned_ratio=0.0)   # weight zeros save no time
   report["channel_pruned_ratio"] = report[f"{metric}_channel_pruned_ratio"]
   report["weight_pruned_ratio"] = report[f"{metric}_weight_pruned_ratio"]
-  report["widths"] = _widths(arch, channel_masks)
   report["steps"] = 0
   report["converged"] = None
   return report
@@ -153,7 +173,8 @@ def finalize(arch: Arch, outcome: "search.SearchOutcome", budget: Budget,
   channel_masks, weight_masks = state_lib.exact_masks(
       arch, jax.device_get(outcome.state.latents), settings)
   params, small_arch, masks = surgery.slice_model(arch, full_params, channel_masks, weight_masks)
-  report = sparsity_report(params, small_arch, masks, metric=budget.metric)
+  report = sparsity_report(params, small_arch, masks, metric=budget.metric,
+                           latency_table=budget.latency_table)
   report.update(steps=outcome.steps, converged=outcome.converged, budget=dataclasses.asdict(budget))
   return PruneResult(params=params, arch=small_arch, masks=masks, report=report,
                      history=outcome.history)

@@ -1,9 +1,11 @@
 """Budgets and FMP's four convergence criteria.
 
-A `Budget` says what must REMAIN, as a fraction of the dense model's params or
-FLOPs (unlike jaxpruner's "sparsity", which is the fraction removed).
+A `Budget` says what must REMAIN, as a fraction of the dense model's params,
+FLOPs or measured latency (unlike jaxpruner's "sparsity", which is the fraction
+removed). Each metric is a cost model (`fmp_jax.pruning.cost`); a latency
+budget reads a table measured on the device (`fmp_jax.pruning.latency`).
 
-With M the counted metric (params or FLOPs) and M_dense the dense model's:
+With M the metric and M_dense the dense model's:
 
 * remaining ``R   = M(channels and weights) / M_dense``
 * channel part ``R_C = M(channels only) / M_dense`` (weight masks ignored)
@@ -43,17 +45,23 @@ __all__ = ["Budget", "BudgetError", "METRICS", "CRITERIA", "quantities"]
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
-  """Target fraction that REMAINS after pruning, of FLOPs or params.
+  """Target fraction that REMAINS after pruning, of FLOPs, params or measured latency.
 
   Example: ``Budget(0.085, metric="params")`` keeps 8.5 % of the params (the
   paper's setting); ``Budget(0.5, criterion="total_fixed", channel_keep=0.6)``
-  removes 40 % by channels and 10 % more by weights.
+  removes 40 % by channels and 10 % more by weights;
+  ``Budget(0.6, metric="latency", latency_table="latency.json")`` keeps 60 % of
+  the dense model's latency as measured in the table (criterion total or
+  channel: weight zeros save no time). ``latency_any_device`` accepts a table
+  measured on another device kind.
   """
   keep: float
   metric: str = "flops"
   criterion: str = "total"
   channel_keep: Optional[float] = None
   weight_keep: Optional[float] = None
+  latency_table: Optional[str] = None
+  latency_any_device: bool = False
 
   def __post_init__(self):
     if self.metric not in METRICS:
@@ -70,6 +78,14 @@ class Budget:
       if not 0.0 < value <= 1.0:
         raise BudgetError(f"Budget.{name}={value!r} must be in (0, 1]: it is the fraction of "
                           f"{self.metric} that REMAINS (0.085 keeps 8.5 %).")
+    metric = cost.COST_MODELS[self.metric]
+    if not metric.weights_count and "weight" in self.rule.tested:
+      raise BudgetError(f"Budget(metric={self.metric!r}, criterion={self.criterion!r}): weight "
+                        f"zeros do not lower {self.metric} (no kernel skips them), so this budget "
+                        f"tests the channels: use criterion 'total' or 'channel'.")
+    for name in metric.needs:
+      if not getattr(self, name):
+        raise BudgetError(f"Budget(metric={self.metric!r}) needs {name}=PATH: {metric.hint}.")
     complete = self.rule.complete
     for name, value in (complete(self) if complete else {}).items():
       object.__setattr__(self, name, value)

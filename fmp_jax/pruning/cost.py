@@ -29,13 +29,16 @@ its relaxed value may read the widths as sums of straight-through masks.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from typing import Any, Callable, Mapping, Optional
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from fmp_jax.arch import Arch
 from fmp_jax.pruning import complexity, criteria
+from fmp_jax.pruning.latency import LatencyTable
 from fmp_jax.pruning.masks import indicator_as_kernel
 from fmp_jax.tree_paths import get_at
 
@@ -65,6 +68,13 @@ class CostModel(abc.ABC):
   def relaxed_ratio(self, channel_masks: Mapping, weight_masks: Optional[Any] = None):
     """`relaxed` as a fraction of `dense` (what the criteria's quantities are made of)."""
     return self.relaxed(channel_masks, weight_masks) / float(self.dense())
+
+  def removal_cost(self, channel_masks: Mapping, weight_masks=None, multiple: int = 1) -> dict:
+    """In-graph: group -> (C / multiple,) the fraction of the dense cost that removing each
+    kept entry of `multiple` channels alone would save, under 0/1 masks. By default the
+    gradient of `relaxed_ratio` (exact for a cost linear in each mask entry)."""
+    grads = jax.grad(lambda m: self.relaxed_ratio(m, weight_masks))(dict(channel_masks))
+    return {g: v.reshape(-1, multiple).sum(axis=1) for g, v in grads.items()}
 
   def ratio(self, channel_masks=None, weight_masks=None) -> float:
     """`exact` as a fraction of `dense`."""
@@ -132,6 +142,97 @@ class CountCost(CostModel):
     return sum(p for p, _ in rows), sum(m for _, m in rows)
 
 
+def _interp_jnp(grid, values, x):
+  """(value at x, piecewise-linear in `grid`), differentiable in x; clamped outside."""
+  g = jnp.asarray(grid, jnp.float32)
+  k = jnp.clip(jnp.searchsorted(g, x, side="left"), 1, len(grid) - 1)
+  g0, g1 = g[k - 1], g[k]
+  t = (x - g0) / (g1 - g0)
+  return values[..., k - 1] * (1 - t) + values[..., k] * t
+
+
+class LatencyCost(CostModel):
+  """Measured latency (seconds per forward pass at the table's input size, `latency`).
+
+  The relaxed value is the table's step function at the (padded) widths; its
+  gradient is that of the piecewise-(bi)linear interpolant through the table
+  at the unpadded widths, so each channel entry is pushed by the average time
+  its padding step saves per channel. Weight zeros save no time
+  (`weights_count` is False): no kernel skips them.
+  """
+
+  name = "latency"
+  weights_count = False
+
+  def __init__(self, arch: Arch, table: LatencyTable):
+    super().__init__(arch)
+    table.check_arch(arch)
+    self.table = table
+    a = arch.dense()
+    self._full = {g: a.width(g) for g in a.prunable_groups()}
+    self._dense = table.dense()
+
+  def dense(self) -> float:
+    return self._dense
+
+  def exact(self, channel_masks=None, weight_masks=None) -> float:
+    del weight_masks   # weight zeros save no time
+    widths = {g: int(np.count_nonzero(np.asarray(m))) for g, m in (channel_masks or {}).items()}
+    return self.table.predict(widths)
+
+  def at_widths(self, widths):
+    return self.table.predict(widths)
+
+  def removal_cost(self, channel_masks, weight_masks=None, multiple: int = 1) -> dict:
+    """Per group, the step of the table removing `multiple` more channels would take."""
+    del weight_masks
+    widths = {g: jnp.sum(jax.lax.stop_gradient(m)) for g, m in channel_masks.items()}
+    now = self._predict_jnp(widths)
+    out = {}
+    for g, m in channel_masks.items():
+      fewer = self._predict_jnp(dict(widths, **{g: jnp.maximum(widths[g] - multiple, 1.0)}))
+      out[g] = jnp.full(m.shape[0] // multiple, (now - fewer) / self._dense)
+    return out
+
+  def _predict_jnp(self, widths):
+    """The table's step function in jax.numpy (no gradient)."""
+    return jax.lax.stop_gradient(self._relaxed_widths(widths))
+
+  def relaxed(self, channel_masks, weight_masks=None):
+    """The step function's value, the interpolant's gradient, in the masks' sums."""
+    del weight_masks
+    widths = {g: (jnp.sum(channel_masks[g]) if g in channel_masks else jnp.float32(full))
+              for g, full in self._full.items()}
+    return self._relaxed_widths(widths)
+
+  def _relaxed_widths(self, widths):
+    t = self.table
+    widths = {g: jnp.asarray(widths.get(g, full), jnp.float32) for g, full in self._full.items()}
+
+    def padded(g, w):
+      # run_width in jnp, without gradient (the step's value).
+      w = jax.lax.stop_gradient(w)
+      up = jnp.minimum(self._full[g], t.channel_multiple * jnp.ceil(w / t.channel_multiple))
+      return jnp.where(w <= t.narrow, w, up) if t.channel_multiple > 1 else w
+
+    def straight(step_value, smooth_value):
+      return step_value + smooth_value - jax.lax.stop_gradient(smooth_value)
+
+    rest = jnp.asarray(t.rest, jnp.float32)
+    block = jnp.asarray(t.block, jnp.float32)
+    gs, gi = t.grid["stream"], t.grid["inner"]
+    s = widths["stream"]
+    s_run = padded("stream", s)
+    total = straight(_interp_jnp(gs, rest, s_run), _interp_jnp(gs, rest, s))
+    for b in range(t.arch.blocks):
+      g = f"block_{b}.inner"
+      i, i_run = widths[g], padded(g, widths[g])
+      step = _interp_jnp(gs, _interp_jnp(gi, block, i_run), s_run)
+      smooth = _interp_jnp(gs, _interp_jnp(gi, block, i), s)
+      total = total + straight(step, smooth)
+    return total
+
+
 def kernel_masks(layers, weight_masks) -> Optional[dict]:
   """Layer name -> kernel-shaped masks from a params-nested tree of indicators (or None)."""
   if weight_masks is None:
@@ -153,13 +254,28 @@ def exact_quantities(cost: CostModel, channel_masks, weight_masks) -> dict[str, 
   return criteria.split(cost.dense(), conly, both)
 
 
-# name -> builder(arch, budget); Budget.metric takes these names.
-COST_MODELS: dict[str, Callable[..., CostModel]] = {
-    "params": lambda arch, budget=None: CountCost(arch, "params"),
-    "flops": lambda arch, budget=None: CountCost(arch, "flops"),
+@dataclasses.dataclass(frozen=True)
+class Metric:
+  """A budget metric: how to build its cost model, and what a budget of it needs."""
+  build: Callable[..., CostModel]       # (arch, budget) -> CostModel
+  weights_count: bool = True            # weight zeros lower it (else only channels do)
+  needs: tuple[str, ...] = ()           # Budget fields it needs
+  hint: str = ""                        # how to provide them
+
+
+# Budget.metric -> Metric.
+COST_MODELS: dict[str, Metric] = {
+    "params": Metric(lambda arch, budget=None: CountCost(arch, "params")),
+    "flops": Metric(lambda arch, budget=None: CountCost(arch, "flops")),
+    "latency": Metric(
+        lambda arch, budget: LatencyCost(arch, LatencyTable.load(
+            budget.latency_table, allow_other_device=budget.latency_any_device)),
+        weights_count=False, needs=("latency_table",),
+        hint="a table measured on the target device (python tools/profile_latency.py "
+             "--config ... --out PATH)"),
 }
 
 
 def for_budget(arch: Arch, budget) -> CostModel:
   """The cost model of `budget.metric` for `arch`."""
-  return COST_MODELS[budget.metric](arch, budget)
+  return COST_MODELS[budget.metric].build(arch, budget)

@@ -11,7 +11,9 @@
   below the step's target. The search thus removes what the latents give up,
   at most as fast as the schedule allows, and lands on the budget instead of
   jumping past it; when no shortened step makes progress without crossing,
-  the smallest crossing step is taken (if `may_cross`).
+  the smallest crossing step is taken (if `may_cross`), unless it would land
+  more than `max_cross` below the target (a coarse cost, such as a latency
+  step of 8 channels): then the step waits, and other entries may come first.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ def scheduled_target(final, step, pace_steps: int, warmup: float):
   return final + (1.0 - final) * (1.0 - p) ** 3
 
 
-def landing_alpha(q_of_alpha: Callable, target, tol: float, iters: int, may_cross: bool = True):
+def landing_alpha(q_of_alpha: Callable, target, tol: float, iters: int, may_cross: bool = True,
+                  max_cross: float = float("inf")):
   """Largest alpha in [0, 1] with q(alpha) >= target - tol (see the module docstring)."""
   target = target - TARGET_MARGIN
   goal = target - tol
@@ -50,7 +53,10 @@ def landing_alpha(q_of_alpha: Callable, target, tol: float, iters: int, may_cros
     lo, hi = jax.lax.fori_loop(0, iters, body, (jnp.float32(0.0), jnp.float32(1.0)))
     if not may_cross:
       return lo
-    return jnp.where(q_of_alpha(lo) < q_none, lo, hi)
+    progress = q_of_alpha(lo) < q_none
+    if max_cross == float("inf"):
+      return jnp.where(progress, lo, hi)
+    return jnp.where(progress | (q_of_alpha(hi) < target - max_cross), lo, hi)
 
   already_met = q_none <= target
   crossing = q_full < goal

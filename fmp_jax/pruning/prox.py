@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Optional
 
 import jax.numpy as jnp
 import numpy as np
@@ -51,6 +51,10 @@ class Prox:
     landing_tol, landing_iters: see `pace.landing_alpha`.
     weights_land: whether weight zeros lower the measured cost (so the weights'
       step can land a joint criterion's target).
+    max_cross: the most a crossing step may land below its target.
+    removal_cost: (channel vectors, weight indicators or None) -> group ->
+      (entries,) the fraction of the dense cost removing each entry alone saves;
+      with it, entries that would cross by more than `max_cross` wait (`held_back`).
   """
   criterion: Criterion
   measure: Callable
@@ -63,12 +67,25 @@ class Prox:
   landing_tol: float = 0.0
   landing_iters: int = 30
   weights_land: bool = True
+  max_cross: float = float("inf")
+  removal_cost: Optional[Callable] = None
 
-  def channels(self, vectors: Mapping, alpha) -> dict:
-    """The channel vectors after a step of fraction `alpha` (at most `max_drop` removed)."""
+  def channels(self, vectors: Mapping, alpha, held: Optional[Mapping] = None) -> dict:
+    """The channel vectors after a step of fraction `alpha` (at most `max_drop` removed;
+    entries marked in `held` stay as they are)."""
     after = masks_lib.prox_channels(vectors, alpha * self.eta * self.channel_l1,
                                     alpha * self.dead_zone, self.keep_at_least)
+    if held is not None:
+      after = {g: jnp.where(held[g], vectors[g], z) for g, z in after.items()}
     return cap_removals(vectors, after, self.max_drop)
+
+  def held_back(self, vectors: Mapping, weights, quantity: str, target) -> Optional[dict]:
+    """Entries whose removal alone would land more than `max_cross` below `target`: a coarse
+    cost (a latency step) must not block every other entry behind it, so those wait."""
+    if self.removal_cost is None or self.max_cross == float("inf"):
+      return None
+    margin = self.measure(vectors, weights)[quantity] - (target - self.max_cross)
+    return {g: c > margin for g, c in self.removal_cost(vectors, weights).items()}
 
   def weights(self, indicators, alpha):
     """The weight indicators after a step of fraction `alpha`."""
@@ -77,7 +94,7 @@ class Prox:
 
   def land(self, q_of_alpha: Callable, target, may_cross: bool = True):
     return pace.landing_alpha(q_of_alpha, target, self.landing_tol, self.landing_iters,
-                              may_cross)
+                              may_cross, self.max_cross)
 
   def __call__(self, half: Mapping, targets: Mapping, floor):
     """The step from proposed latents `half`: (latents, alpha_channel, alpha_weight).
@@ -95,10 +112,11 @@ class Prox:
     else:
       fixed = None if q_c == "channel" else hw
       weights_at = lambda a: fixed
-    joint_landed_by_weights = self.criterion.joint and self.weights_land
-    a_c = self.land(lambda a: self.measure(self.channels(hc, a), weights_at(a))[q_c],
-                    target(gov_c), may_cross=not joint_landed_by_weights)
-    channels = self.channels(hc, a_c)
+    may_cross = not (self.criterion.joint and self.weights_land)
+    held = self.held_back(hc, weights_at(0.0), q_c, target(gov_c)) if may_cross else None
+    a_c = self.land(lambda a: self.measure(self.channels(hc, a, held), weights_at(a))[q_c],
+                    target(gov_c), may_cross=may_cross)
+    channels = self.channels(hc, a_c, held)
     q_w = measured(gov_w)
     a_w = self.land(lambda a: self.measure(channels, self.weights(hw, a))[q_w], target(gov_w))
     return {"channels": channels, "weights": self.weights(hw, a_w)}, a_c, a_w

@@ -83,6 +83,12 @@ class StepContext:
   weight_penalty: float                  # l1 on u in the loss (weight_update="penalty")
   channels: float                        # prunable channels at full width
 
+  def removal_cost(self, channels: Mapping, weights) -> dict:
+    """Group -> (entries,) fraction of the dense cost each entry's removal alone would save."""
+    m = self.settings.channel_multiple
+    return self.cost.removal_cost(channel_masks_of({"channels": channels}, m),
+                                  None if weights is None else masks_lib.hard(weights), m)
+
   def measure(self, channels: Mapping, weights) -> dict:
     """In-graph R, R_C, R_W of latents (channel vectors, weight indicators or None)."""
     return cost_lib.quantities(
@@ -127,7 +133,8 @@ def make_step(arch: Arch, budget: Budget, settings: SearchSettings, mesh=None,
       keep_at_least=prox_lib.min_entries(sizes, settings.min_channels, multiple),
       max_drop=prox_lib.max_drop(sum(sizes.values()), settings.max_channel_drop),
       landing_tol=settings.landing_tol, landing_iters=settings.landing_iters,
-      weights_land=ctx.cost.weights_count)
+      weights_land=ctx.cost.weights_count, max_cross=settings.max_overshoot,
+      removal_cost=ctx.removal_cost)
   object.__setattr__(ctx, "prox", prox)
   return functools.partial(search_step, ctx)
 

@@ -81,6 +81,9 @@ class SearchSettings:
     indicator: "weight" (one indicator per kernel weight) or "pair" (one per
       input/output channel pair, a coarser option).
     landing_tol: how far below the target one proximal step may land.
+    max_overshoot: a step that cannot progress without crossing its target
+      takes the smallest crossing step only if it lands at most this far
+      below (the budget's "at most 3 points under"); else it waits.
     landing_iters: bisection steps of the landing search.
     zero_crossing: "stop" (an entry the latents' step carries through zero
       stops in the dead zone, so the proximal step takes it) or "pass" (it
@@ -112,6 +115,7 @@ class SearchSettings:
   hyper_embed: int = 8
   indicator: str = "weight"
   landing_tol: float = 0.0
+  max_overshoot: float = 0.03
   landing_iters: int = 30
   reduction_shards: int = 0
   zero_crossing: str = "stop"

@@ -1,0 +1,148 @@
+"""Timing what `Upscaler` runs: latency tables (`pruning.latency`) and end-to-end latency.
+
+Every time is the median of `repeats` calls of a compiled executable on
+device-resident inputs (after one warm-up call), so it holds the computation
+only: no compile, no host transfer. On Linux, processes that time should run
+with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (`reexec_with_hugepages`), as
+`bench/inference.py` does: XLA's large per-call buffers then sit on huge pages.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from typing import Callable, Mapping, Optional, Sequence
+
+import jax
+import jaxlib
+import numpy as np
+
+from fmp_jax.arch import Arch
+from fmp_jax.inference import NARROW_OUT, Upscaler, default_channel_multiple
+from fmp_jax.models import init_params, precision_dtype
+from fmp_jax.models.esrb import FastBlockOps, block_forward
+from fmp_jax.pruning import complexity
+from fmp_jax.pruning.latency import (LatencyTable, LatencyTableError, device_info, run_width,
+                                     run_widths)
+
+
+def reexec_with_hugepages(argv: Optional[Sequence[str]] = None) -> None:
+  """Re-executes this process with glibc's huge pages on (Linux, if not set already)."""
+  if sys.platform.startswith("linux") and "GLIBC_TUNABLES" not in os.environ:
+    env = dict(os.environ, GLIBC_TUNABLES="glibc.malloc.hugetlb=1")
+    args = list(sys.argv if argv is None else argv)
+    os.execve(sys.executable, [sys.executable] + args, env)
+
+
+def median_seconds(fn: Callable, *args, repeats: int = 5) -> float:
+  """Median wall time of fn(*args) (block_until_ready) after one warm-up call."""
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t0)
+  return statistics.median(times)
+
+
+def upscaler_call(params: Mapping, arch: Arch, lr_hw: tuple[int, int], precision: str = "float32",
+                  channel_multiple: Optional[int] = None):
+  """(compiled whole-image forward, its device input) as `Upscaler` runs `arch` by default."""
+  up = Upscaler(params, arch, tile=None, channel_multiple=channel_multiple, precision=precision,
+                max_call_pixels=None)
+  shape = (1, lr_hw[0], lr_hw[1], 3)
+  x = jax.device_put(np.random.default_rng(0).random(shape, np.float32))
+  exe = up.executable(shape)
+  return (lambda x: exe(up.params, x)), x, up.arch
+
+
+def measure_model(params: Mapping, arch: Arch, lr_hw: tuple[int, int], repeats: int = 5,
+                  precision: str = "float32") -> float:
+  """Seconds of one whole-image forward pass of `Upscaler` (default paths and padding)."""
+  fn, x, _ = upscaler_call(params, arch, lr_hw, precision)
+  return median_seconds(fn, x, repeats=repeats)
+
+
+def _subsample(widths: list[int], narrow: int, max_points: Optional[int]) -> list[int]:
+  """All narrow widths, and at most `max_points` of the wider ones, evenly, full width kept."""
+  low = [w for w in widths if w <= narrow]
+  high = [w for w in widths if w > narrow]
+  if max_points and len(high) > max_points:
+    idx = np.unique(np.round(np.linspace(0, len(high) - 1, max_points)).astype(int))
+    high = [high[i] for i in idx]
+  return low + high
+
+
+def check_supported(arch: Arch) -> None:
+  if arch.model != "esrb":
+    raise LatencyTableError(f"latency tables are built for ESRB (blocks of `block_forward`); "
+                            f"got {arch.model.upper()}.")
+  if arch.prune_esa:
+    raise LatencyTableError("latency tables take ESA's width as fixed; prune_esa=True is not "
+                            "supported.")
+
+
+def build_table(arch: Arch, lr_hw: Optional[tuple[int, int]] = None, precision: str = "float32",
+                repeats: int = 5, max_points: Optional[int] = None,
+                progress: Callable[[str], None] = print) -> LatencyTable:
+  """Times `arch`'s blocks and the rest of its forward pass on this device (module docstring
+  of `fmp_jax.pruning.latency`). lr_hw: LR input (default: the 1280x720 HR convention);
+  max_points: at most this many padded widths per axis above the narrow ones (None: all)."""
+  arch = arch.dense()
+  check_supported(arch)
+  lr_hw = tuple(lr_hw or complexity.lr_size_for(arch.scale))
+  multiple, narrow = default_channel_multiple(), NARROW_OUT
+  full = arch.channels
+  grid = _subsample(run_widths(full, multiple, narrow), narrow, max_points)
+  dtype = precision_dtype(precision)
+  rng = np.random.default_rng(0)
+  t_start = time.time()
+
+  def one_block_arch(s, i):
+    return arch.__class__(**dict(arch.to_dict(), blocks=1, widths={"stream": s,
+                                                                    "block_0.inner": i}))
+
+  block_fn = jax.jit(lambda p, x: block_forward(x, FastBlockOps(p, dtype)))
+  block = np.zeros((len(grid), len(grid)))
+  for a, s in enumerate(grid):
+    x = jax.device_put(rng.random((1, lr_hw[0], lr_hw[1], s), np.float32).astype(dtype))
+    for b, i in enumerate(grid):
+      p = jax.device_put(init_params(one_block_arch(s, i), seed=1)["block_0"])
+      exe = block_fn.lower(p, x).compile()
+      block[a, b] = median_seconds(exe, p, x, repeats=repeats)
+    progress(f"[profile] stream {s:>4}: block {1e3 * block[a].min():.1f}-"
+             f"{1e3 * block[a].max():.1f} ms over inner widths {grid[0]}..{grid[-1]} "
+             f"({time.time() - t_start:.0f} s)")
+  rest = np.zeros(len(grid))
+  for a, s in enumerate(grid):
+    small = one_block_arch(s, s)
+    fn, x, _ = upscaler_call(init_params(small, seed=1), small, lr_hw, precision,
+                             channel_multiple=1)
+    rest[a] = median_seconds(fn, x, repeats=repeats) - block[a, a]
+  progress(f"[profile] rest (head, body end, upsampler): {1e3 * rest.min():.1f}-"
+           f"{1e3 * rest.max():.1f} ms ({time.time() - t_start:.0f} s)")
+  table = LatencyTable(
+      arch=arch, lr_hw=lr_hw, precision=precision, device=device_info(),
+      versions={"jax": jax.__version__, "jaxlib": jaxlib.__version__},
+      channel_multiple=multiple, narrow=narrow, grid={"stream": grid, "inner": grid},
+      block=block, rest=rest)
+  dense_measured = measure_model(init_params(arch, seed=1), arch, lr_hw, repeats, precision)
+  table.meta = {"repeats": repeats, "max_points": max_points, "seconds": time.time() - t_start,
+                "dense_measured": dense_measured, "dense_predicted": table.dense(),
+                "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
+  progress(f"[profile] dense {arch.model.upper()}-{arch.blocks}-{arch.channels}: predicted "
+           f"{1e3 * table.dense():.1f} ms, measured {1e3 * dense_measured:.1f} ms; "
+           f"{time.time() - t_start:.0f} s in all")
+  return table
+
+
+def random_widths(arch: Arch, rng: np.random.Generator, low: int = 4) -> dict[str, int]:
+  """A random width per prunable group, in [low, full]."""
+  a = arch.dense()
+  return {g: int(rng.integers(min(low, a.width(g)), a.width(g) + 1)) for g in a.prunable_groups()}
+
+
+__all__ = ["build_table", "measure_model", "median_seconds", "random_widths",
+           "reexec_with_hugepages", "run_width", "upscaler_call"]

@@ -1,0 +1,137 @@
+"""The latency cost model on hand-made tables: padding, prediction, gradient, refusals, search.
+
+No timing here: tables are written by hand (the numbers are the test's), so every
+prediction can be worked out on paper. Measuring is `tools/profile_latency.py`'s job
+(`bench/latency_model.py` checks its predictions against measurements).
+"""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fmp_jax
+from fmp_jax import Arch, Budget, BudgetError
+from fmp_jax.pruning import cost, latency
+from fmp_jax.pruning.latency import LatencyTable, LatencyTableError, run_width, run_widths
+from conftest import photo_batches
+
+ARCH = Arch(blocks=2, channels=16, esa_channels=8, scale=2)
+GRID = [1, 2, 3, 4, 8, 16]          # the run widths of a 16-wide group at multiple 8
+
+
+def hand_table(device=None, grid=GRID, arch=ARCH):
+  # block(S, I) = 10 S + I ms, rest(S) = 3 S ms: easy to work out by hand.
+  g = np.asarray(grid, float)
+  return LatencyTable(
+      arch=arch, lr_hw=(32, 48), precision="float32",
+      device=device or latency.device_info(), versions={}, channel_multiple=8, narrow=4,
+      grid={"stream": list(grid), "inner": list(grid)},
+      block=1e-3 * (10 * g[:, None] + g[None, :]), rest=1e-3 * 3 * g)
+
+
+def test_widths_run_padded_to_the_multiple_except_narrow_ones():
+  assert [run_width(w, 16, 8, 4) for w in (1, 4, 5, 8, 9, 16)] == [1, 4, 8, 8, 16, 16]
+  assert run_width(30, 32, 8, 4) == 32 and run_width(7, 12, 8, 4) == 8
+  assert run_width(11, 12, 8, 4) == 12            # never above the full width
+  assert run_widths(16, 8, 4) == GRID
+  assert run_widths(20, 8, 4) == [1, 2, 3, 4, 8, 16, 20]
+
+
+def test_prediction_is_rest_plus_blocks_at_the_padded_widths():
+  t = hand_table()
+  # Full: rest 3*16 + 2 blocks of (160 + 16) = 48 + 352 = 400 ms.
+  assert t.dense() == pytest.approx(0.400)
+  # Stream 10 runs at 16, inner 5 at 8 and 3 at 3: 48 + (160 + 8) + (160 + 3) = 379 ms.
+  w = {"stream": 10, "block_0.inner": 5, "block_1.inner": 3}
+  assert t.predict(w) == pytest.approx(0.379)
+  # Steps: 6 and 8 inner channels cost the same; 9 costs a step more.
+  same = [t.predict(dict(w, **{"block_0.inner": k})) for k in (6, 8, 9)]
+  assert same[0] == same[1] < same[2]
+  # A coarse grid (no 8): 8 is interpolated between 4 and 16 -> I = 8 exactly (linear).
+  coarse = hand_table(grid=[1, 2, 3, 4, 16])
+  assert coarse.predict(w) == pytest.approx(0.379)
+
+
+def test_cost_model_value_is_the_step_and_gradient_the_interpolant_slope():
+  c = cost.LatencyCost(ARCH, hand_table())
+  assert not c.weights_count and c.dense() == pytest.approx(0.400)
+  z = {"stream": jnp.ones(16).at[:6].set(0.0),        # stream 10 -> runs at 16
+       "block_0.inner": jnp.ones(16).at[:11].set(0.0),   # 5 -> 8
+       "block_1.inner": jnp.ones(16).at[:13].set(0.0)}   # 3 -> 3
+  masks = {g: np.asarray(m) for g, m in z.items()}
+  assert c.exact(masks, {"ignored": 0}) == pytest.approx(0.379)
+  from fmp_jax.pruning.regularizer import straight_through
+  value, grad = jax.value_and_grad(lambda m: c.relaxed(straight_through(m)))(z)
+  assert float(value) == pytest.approx(0.379, rel=1e-6)
+  # d/dI of block(S, I) = 1 ms per channel, whatever S; the smooth surface is linear in I.
+  np.testing.assert_allclose(grad["block_0.inner"][15], 1e-3, rtol=1e-5)
+  # d/dS: rest 3 + two blocks 10 each = 23 ms per stream channel.
+  np.testing.assert_allclose(grad["stream"][15], 23e-3, rtol=1e-5)
+  assert float(grad["stream"][0]) == 0.0             # a pruned entry feels nothing
+  # In the quantities, weights count for nothing: R_W stays 1.
+  q = cost.exact_quantities(c, masks, {"block_0/conv_a": np.zeros((3, 3, 16, 16))})
+  assert q["weight"] == 1.0 and q["total"] == q["channel"] == pytest.approx(0.379 / 0.400)
+
+
+def test_table_round_trips_and_refuses_another_device_or_model(tmp_path):
+  path = str(tmp_path / "lat.json")
+  hand_table().save(path)
+  again = LatencyTable.load(path)
+  assert again.predict({"stream": 10}) == hand_table().predict({"stream": 10})
+  other = hand_table(device={"backend": "gpu", "kind": "NVIDIA H200"})
+  other.save(path)
+  with pytest.raises(LatencyTableError, match="measured on gpu device 'NVIDIA H200'; this is"):
+    LatencyTable.load(path)
+  assert LatencyTable.load(path, allow_other_device=True).device["kind"] == "NVIDIA H200"
+  with pytest.raises(LatencyTableError, match="another model: channels: table 16, model 32"):
+    cost.LatencyCost(Arch(blocks=2, channels=32, esa_channels=8), hand_table())
+  (tmp_path / "bad.json").write_text("{not json")
+  with pytest.raises(LatencyTableError, match="unreadable"):
+    LatencyTable.load(str(tmp_path / "bad.json"))
+  d = json.loads(open(path).read())
+  d["format"] = 99
+  (tmp_path / "old.json").write_text(json.dumps(d))
+  with pytest.raises(LatencyTableError, match="format 99"):
+    LatencyTable.load(str(tmp_path / "old.json"), allow_other_device=True)
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    (dict(metric="latency"), "needs latency_table=PATH"),
+    (dict(metric="latency", latency_table="x.json", criterion="weight"), "weight zeros"),
+    (dict(metric="latency", latency_table="x.json", criterion="total_fixed", channel_keep=0.7),
+     "weight zeros"),
+])
+def test_latency_budgets_that_cannot_work_are_refused(kwargs, needle):
+  with pytest.raises(BudgetError, match=needle):
+    Budget(0.5, **kwargs)
+
+
+def fine_table():
+  """Widths padded to multiples of 2, block(S, I) = 2 S + 10 I ms, rest(S) = 2 S ms: steps of
+  3-5 % of the dense latency, so a budget can be landed within 3 points."""
+  grid = [1, 2, 3, 4, 6, 8, 10, 12, 14, 16]
+  g = np.asarray(grid, float)
+  t = hand_table(grid=grid)
+  t.channel_multiple = 2
+  t.block, t.rest = 1e-3 * (2 * g[:, None] + 10 * g[None, :]), 1e-3 * 2 * g
+  return t
+
+
+@pytest.mark.parametrize("criterion", ["total", "channel"])
+def test_a_search_to_a_latency_budget_lands_on_it_with_channels_only(tmp_path, criterion):
+  path = str(tmp_path / "lat.json")
+  fine_table().save(path)
+  budget = Budget(0.6, metric="latency", latency_table=path, criterion=criterion)
+  result = fmp_jax.prune(fmp_jax.init_params(ARCH, seed=0), budget, arch=ARCH,
+                         data=photo_batches(batch=2, seed=5), steps=400,
+                         config=dict(lr=1e-3, hyper_embed=4, latent_lr=0.03, pace_steps=60))
+  r = result.report
+  assert r["converged"]
+  table = fine_table()
+  predicted = table.predict(dict(result.arch.widths)) / table.dense()
+  assert r["latency_ratio"] == pytest.approx(predicted)
+  assert 0.6 - 0.03 <= predicted <= 0.6
+  assert r["params_weight_pruned_ratio"] == 0.0        # weight zeros would save no time
