@@ -27,7 +27,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.budget = ml_collections.ConfigDict(dict(
       keep=0.085, metric="params", criterion="total",
       channel_keep=ml_collections.FieldReference(None, field_type=float),
-      weight_keep=ml_collections.FieldReference(None, field_type=float)))
+      weight_keep=ml_collections.FieldReference(None, field_type=float),
+      # metric="latency": a table of this model measured on the target device
+      # (tools/profile_latency.py); latency_any_device accepts one from another device.
+      latency_table="", latency_any_device=False))
 
   # FMP search: hypernetwork + latents, proximal steps until the budget holds.
   # The step's knobs and their defaults are SearchSettings', the loop's
@@ -51,6 +54,10 @@ def base_config() -> ml_collections.ConfigDict:
       eval_max_images=0,        # 0 = all images of each set
       skip_small=False,         # drop training images smaller than a patch (default: error)
   ))
+
+  # What the report adds: the measured latency of the fine-tuned model and of its
+  # dense backbone (Upscaler, whole 1280x720-output image, median of latency_repeats).
+  c.report = ml_collections.ConfigDict(dict(measure_latency=True, latency_repeats=3))
 
   # Multi-host: call jax.distributed.initialize() (also when the environment asks).
   c.distributed = False

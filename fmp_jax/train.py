@@ -41,7 +41,8 @@ from fmp_jax.config_base import base_config
 from fmp_jax.metric_logging import MetricWriter, Progress
 from fmp_jax.models import bake_masks, init_params, precision_dtype
 from fmp_jax.plots import plot_run
-from fmp_jax.pruning import api, cost as cost_lib, search
+from fmp_jax.pruning import api, complexity, cost as cost_lib, search
+from fmp_jax.pruning.latency import device_info
 from fmp_jax.pruning.budget import Budget
 from fmp_jax.pruning.settings import SearchSettings
 from fmp_jax.pruning.state import init_state
@@ -276,9 +277,29 @@ def build_report(arch: Arch, budget: Budget, search_info: dict, finetune_steps: 
       "split": {m: {"channel_pruned_ratio": r[f"{m}_channel_pruned_ratio"],
                     "weight_pruned_ratio": r[f"{m}_weight_pruned_ratio"]}
                 for m in ("params", "flops")},
+      "executed_macs": r["executed_macs"], "executed_macs_ratio": r["executed_macs_ratio"],
+      **({"latency_predicted": {"ratio": r["latency_ratio"], "seconds": r["latency_seconds"],
+                                "dense_seconds": r["dense_latency_seconds"],
+                                "lr_hw": r["latency_lr_hw"]}} if "latency_ratio" in r else {}),
       "search_steps": search_info["steps"], "finetune_steps": int(finetune_steps),
       "eval": {name: res["summary"] for name, res in eval_results.items()},
   }
+
+
+def measure_latency(config, workdir: str) -> dict:
+  """Seconds of one forward pass of the fine-tuned model and of its dense backbone, as
+  `Upscaler` runs them here (a timing: kept out of the export, recorded once per run)."""
+  from fmp_jax import profiling
+  model = export.load(os.path.join(workdir, "finetuned", "model.msgpack"))
+  lr_hw = complexity.lr_size_for(model.arch.scale)
+  repeats = int(config.report.latency_repeats)
+  pruned = profiling.measure_model(bake_masks(model.params, model.masks), model.arch, lr_hw,
+                                   repeats)
+  dense_arch = model.arch.dense()
+  dense = profiling.measure_model(init_params(dense_arch), dense_arch, lr_hw, repeats)
+  return {"seconds": pruned, "dense_seconds": dense, "ratio": pruned / dense,
+          "lr_hw": list(lr_hw), "repeats": repeats,
+          "device": device_info()["kind"]}
 
 
 def format_report(report: dict) -> str:
@@ -288,7 +309,16 @@ def format_report(report: dict) -> str:
            f"{'':<10}{'dense':>16}{'pruned':>16}{'remaining':>11}",
            f"{'params':<10}{d['params']:>16,}{p['params']:>16,}{100 * report['params_ratio']:>10.2f}%",
            f"{'FLOPs':<10}{d['flops'] / 1e9:>15.3f}G{p['flops'] / 1e9:>15.3f}G"
-           f"{100 * report['flops_ratio']:>10.2f}%", "",
+           f"{100 * report['flops_ratio']:>10.2f}%",
+           f"{'exec. MACs':<10}{d['flops'] / 1e9:>15.3f}G{report['executed_macs'] / 1e9:>15.3f}G"
+           f"{100 * report['executed_macs_ratio']:>10.2f}%"]
+  for key, label in (("latency_predicted", "latency (table)"), ("latency_measured", "latency")):
+    t = report.get(key)
+    if t:
+      lines.append(f"{label:<10}{1e3 * t['dense_seconds']:>14.1f}ms{1e3 * t['seconds']:>14.1f}ms"
+                   f"{100 * t['ratio']:>10.2f}%   at LR {t['lr_hw'][0]}x{t['lr_hw'][1]}")
+  lines += ["FLOPs count unmasked weights; executed MACs are every weight of the kept widths "
+            "(weight zeros save no time).", "",
            f"{'removed by':<12}{'channels':>10}{'weights':>10}"]
   for m in ("params", "flops"):
     s = report["split"][m]
@@ -315,6 +345,9 @@ def prepare_workdir(config, workdir: str, restart: bool = False):
   arch = Arch.from_config(config.model)
   budget = Budget.from_config(config.budget)
   search.check_budget_needs_pruning(arch, budget)
+  # A latency table is read (device and model checked) and the budget's floor judged now.
+  search.check_budget_reachable(arch, budget, SearchSettings.from_config(config.search),
+                                cost_lib.for_budget(arch, budget))
   precision_dtype(config.precision)
   from fmp_jax import data as data_lib
   data_lib.check_sources(config.data, arch.scale)
@@ -392,17 +425,27 @@ def train_and_evaluate(config, workdir: str, restart: bool = False,
               settings=eval_settings(config), seconds=time.time() - t0)
   eval_results = {k: {"summary": v} for k, v in book.done["evaluate"]["results"].items()}
 
+  # --- latency (measured once per run: a timing, kept out of the export)
+  if config.report.measure_latency and "latency" not in book.done:
+    measured = measure_latency(config, workdir) if _is_main() else {}
+    book.mark("latency", measured=measured)
+    if measured:
+      _say(f"[latency] {1e3 * measured['seconds']:.1f} ms vs dense {1e3 * measured['dense_seconds']:.1f} ms "
+           f"({100 * measured['ratio']:.1f} %) per {measured['lr_hw'][0]}x{measured['lr_hw'][1]} LR image")
+
   # --- export + report
   report = build_report(arch, budget, search_info, finetune_steps, eval_results)
+  measured = book.done.get("latency", {}).get("measured")
   if _is_main():
     tuned = export.load(os.path.join(workdir, "finetuned", "model.msgpack"))
     export.save(os.path.join(workdir, "export", "model.msgpack"), tuned.params, tuned.arch,
                 tuned.masks, meta={"report": report,
                                    "config": workdir_lib.config_dict(config)})
     seconds = {s: book.done[s].get("seconds") for s in ("search", "finetune", "evaluate")}
+    full = dict(report, **({"latency_measured": measured} if measured else {}))
     with open(os.path.join(workdir, "report.json"), "w") as f:
-      json.dump(dict(report, stage_seconds=seconds), f, indent=1)
-    text = format_report(report)
+      json.dump(dict(full, stage_seconds=seconds), f, indent=1)
+    text = format_report(full)
     with open(os.path.join(workdir, "report.txt"), "w") as f:
       f.write(text + "\n")
     writer.flush()

@@ -135,3 +135,12 @@ def test_a_search_to_a_latency_budget_lands_on_it_with_channels_only(tmp_path, c
   assert r["latency_ratio"] == pytest.approx(predicted)
   assert 0.6 - 0.03 <= predicted <= 0.6
   assert r["params_weight_pruned_ratio"] == 0.0        # weight zeros would save no time
+
+
+def test_a_latency_budget_below_the_floor_is_refused_up_front(tmp_path):
+  path = str(tmp_path / "lat.json")
+  hand_table().save(path)
+  # At 4 channels per group: rest 12 + 2 blocks of (40 + 4) = 100 of 400 ms: a floor of 0.25.
+  with pytest.raises(BudgetError, match=r"keeps 25\.0 % of its latency.*at least 0\.250"):
+    fmp_jax.prune(fmp_jax.init_params(ARCH), Budget(0.2, metric="latency", latency_table=path),
+                  arch=ARCH, data=photo_batches(batch=2), steps=5)

@@ -1,8 +1,13 @@
-"""Params and FLOPs (MACs) of a config's backbone or of an exported model.
+"""Params, FLOPs (MACs), executed MACs and latency of a config's backbone or an exported model.
 
   python tools/count.py --config configs/x2.py            # per-layer table
   python tools/count.py --config configs/x2.py --json     # one JSON object
   python tools/count.py --export workdir/export/model.msgpack --json
+  python tools/count.py --export model.msgpack --latency_table latency.json   # predicted latency
+  python tools/count.py --export model.msgpack --measure  # measured here vs its dense backbone
+
+Executed MACs are every weight of the kept widths x output pixels: what a dense kernel
+does (weight zeros are counted in FLOPs as saved, but no kernel skips them).
 
 Counts follow FMP.md section 2 (MACs of conv weights; params = weights + biases)
 at the LR size of a 1280x720 HR output unless --lr_size is given. Shapes only:
@@ -27,6 +32,11 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/
 _EXPORT = flags.DEFINE_string("export", None, "Count an exported .msgpack model instead.")
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.")
 _LR_SIZE = flags.DEFINE_string("lr_size", None, "LR input as HxW (default: 1280x720 HR).")
+_TABLE = flags.DEFINE_string("latency_table", None,
+                             "A latency table (tools/profile_latency.py): predicted latency.")
+_MEASURE = flags.DEFINE_bool("measure", False, "Time the model and its dense backbone here "
+                             "(Upscaler, one whole image at the counted LR size).")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per model with --measure (median).")
 
 
 def parse_lr_size(text):
@@ -57,6 +67,7 @@ def main(argv):
     raise SystemExit(f"count.py: {e}")
   lr_hw = parse_lr_size(_LR_SIZE.value) if _LR_SIZE.value else complexity.lr_size_for(arch.scale)
   counts = complexity.count(arch, weight_masks=weight_masks, lr_hw=lr_hw)
+  executed = complexity.count(arch, lr_hw=lr_hw)
   dense = complexity.count(arch.dense(), lr_hw=lr_hw)
   result = {
       "model": arch.model, "blocks": arch.blocks, "channels": arch.channels,
@@ -64,8 +75,29 @@ def main(argv):
       "params": counts.params, "flops": counts.flops,
       "dense_params": dense.params, "dense_flops": dense.flops,
       "params_ratio": counts.params / dense.params, "flops_ratio": counts.flops / dense.flops,
+      "executed_macs": executed.flops, "executed_macs_ratio": executed.flops / dense.flops,
       "widths": dict(arch.widths) if arch.widths else None,
   }
+  if _TABLE.value:
+    from fmp_jax.pruning.latency import LatencyTable, LatencyTableError
+    try:
+      table = LatencyTable.load(_TABLE.value, allow_other_device=True)
+      table.check_arch(arch)
+    except LatencyTableError as e:
+      raise SystemExit(f"count.py: {e}")
+    widths = dict(arch.widths or {})
+    result.update(latency_predicted_ratio=table.predict(widths) / table.dense(),
+                  latency_predicted_seconds=table.predict(widths),
+                  latency_table_lr_size=list(table.lr_hw))
+  if _MEASURE.value:
+    from fmp_jax import profiling
+    from fmp_jax.models import bake_masks, init_params
+    params = (bake_masks(exported.params, exported.masks) if _EXPORT.value
+              else init_params(arch))
+    mine = profiling.measure_model(params, arch, lr_hw, _REPEATS.value)
+    base = profiling.measure_model(init_params(arch.dense()), arch.dense(), lr_hw, _REPEATS.value)
+    result.update(latency_measured_seconds=mine, dense_latency_measured_seconds=base,
+                  latency_measured_ratio=mine / base)
   if _JSON.value:
     print(json.dumps(result))
     return
@@ -79,6 +111,16 @@ def main(argv):
         f"{counts.params:,} params, {counts.flops / 1e9:,.4f} G FLOPs"
         + (f" ({100 * result['params_ratio']:.2f} % / {100 * result['flops_ratio']:.2f} % of dense)"
            if arch.widths or weight_masks else ""))
+  print(f"executed MACs (every weight of the kept widths) {executed.flops / 1e9:,.4f} G "
+        f"({100 * result['executed_macs_ratio']:.2f} % of dense)")
+  if "latency_predicted_ratio" in result:
+    print(f"latency predicted by {_TABLE.value}: {1e3 * result['latency_predicted_seconds']:.1f} ms "
+          f"({100 * result['latency_predicted_ratio']:.2f} % of dense) at LR "
+          f"{result['latency_table_lr_size'][0]}x{result['latency_table_lr_size'][1]}")
+  if "latency_measured_ratio" in result:
+    print(f"latency measured here: {1e3 * result['latency_measured_seconds']:.1f} ms vs dense "
+          f"{1e3 * result['dense_latency_measured_seconds']:.1f} ms "
+          f"({100 * result['latency_measured_ratio']:.2f} %)")
 
 
 if __name__ == "__main__":

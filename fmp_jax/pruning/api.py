@@ -64,6 +64,7 @@ def sparsity_report(params: Mapping, arch: Arch, masks: Optional[Mapping] = None
   """
   if metric not in cost.COST_MODELS:
     raise BudgetError(f"metric={metric!r} is unknown; use one of {tuple(cost.COST_MODELS)}.")
+  latency_table = latency_table or None
   if "latency_table" in cost.COST_MODELS[metric].needs and latency_table is None:
     raise BudgetError(f"sparsity_report(metric={metric!r}) needs latency_table.")
   check_params(params, arch)
@@ -149,6 +150,8 @@ def prune(params: Mapping, budget: Union[Budget, float], *, arch: Arch,
   check_params(params, arch)
   check_finite_params(params, "prune")
   search.check_budget_needs_pruning(arch, budget)
+  budget_cost = cost.for_budget(arch, budget)
+  search.check_budget_reachable(arch, budget, settings, budget_cost)
 
   if data is None:
     from fmp_jax.data import bundled_patches
@@ -161,7 +164,7 @@ def prune(params: Mapping, budget: Union[Budget, float], *, arch: Arch,
   state = state_lib.init_state(arch, params, settings, seed=seed)
   callback = None if on_step is None else (lambda step, metrics, _: on_step(step, metrics))
   outcome = search.run_search(arch, state, budget, settings, batches, max_steps,
-                              on_step=callback)
+                              on_step=callback, cost=budget_cost)
   return finalize(arch, outcome, budget, settings)
 
 

@@ -56,6 +56,28 @@ def check_budget_needs_pruning(arch: Arch, budget: Budget) -> None:
                       f"{arch_name(arch)}; nothing to prune. Use a keep below 1.")
 
 
+def check_budget_reachable(arch: Arch, budget: Budget, settings: SearchSettings,
+                           cost: Optional[cost_lib.CostModel] = None) -> float:
+  """Raises BudgetError when channels alone must go below what ``min_channels`` leave (the
+  tested channel part, or the total when weight zeros do not lower the cost). Returns that
+  floor as a fraction of the dense cost."""
+  cost = cost if cost is not None else cost_lib.for_budget(arch, budget)
+  a = arch.dense()
+  widths = {g: min(a.width(g), settings.min_channels) for g in a.prunable_groups()}
+  floor = cost.at_widths(widths) / cost.dense()
+  bound = [q for q in ("channel",) + (() if cost.weights_count else ("total",))
+           if q in budget.targets()]
+  for q in bound:
+    if budget.targets()[q] < floor:
+      raise BudgetError(
+          f"the budget ({budget.describe()}) is below what channel pruning can reach: with "
+          f"{settings.min_channels} channels in every group (search.min_channels) "
+          f"{arch_name(arch)} keeps {100 * floor:.1f} % of its {budget.metric} (the parts no "
+          f"channel removes{'' if cost.weights_count else ' and weight zeros do not speed up'}). "
+          f"Use a keep of at least {floor:.3f}, or lower search.min_channels.")
+  return floor
+
+
 def budget_arrays(budget: Budget) -> dict:
   """The dynamic side of a budget: every quantity's target (2.0: not tested) and the lowest."""
   targets = budget.targets()
