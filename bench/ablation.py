@@ -4,6 +4,7 @@
   python bench/ablation.py --keep 0.15 --json abl_015.json
   python bench/ablation.py --arms fmp_total,l1norm --set search.channel_l1=0.3
   python bench/ablation.py --quick                          # minutes-sized, for tests
+  python bench/ablation.py --metric latency --keep 0.6      # at equal predicted latency
 
 Every arm gets the same data (the bundled TRAIN photos, patches drawn from
 `(seed, step)`), the same batch and patch, and the same total number of
@@ -31,6 +32,16 @@ Arms:
                     keep X of the metric, then each layer's smallest weights
                     (the same fraction everywhere) down to the budget
   dense             the unpruned model, both phases (not within the budget)
+  fmp_flops         (--metric latency) FMP Total with a FLOPs budget, its FLOPs keep set
+                    where a calibration search (same seed, FLOPs budget 0.1) first reached
+                    the latency budget in the table's prediction: FMP-as-the-paper re-pruned
+                    to the same latency
+
+With --metric latency every budget is a fraction of the dense model's latency as the
+table (--latency-table; built into the cache if missing) predicts it: FMP arms prune to
+it, the baselines take the widest uniform width it allows. After the runs every model's
+latency is measured (Upscaler, one whole image at the counted LR size, interleaved with
+the dense model; --no-time skips it) and shown beside counted FLOPs and executed MACs.
 
 Scores: PSNR/SSIM (Y, border = scale, 8-bit) on the held-out bundled EVAL
 photos. Runs go to --cache (one JSON per arm and seed), so an interrupted
@@ -59,7 +70,7 @@ from fmp_jax.pruning import criteria  # noqa: E402
 
 FMP_CRITERIA = tuple(criteria.CRITERIA)
 ARMS = (tuple(f"fmp_{c}" for c in FMP_CRITERIA)
-        + ("fmp_scratch", "uniform", "l1norm", "random", "dense"))
+        + ("fmp_scratch", "uniform", "l1norm", "random", "dense", "fmp_flops"))
 EXTRA_ARMS = ("fmp_total_m4", "fmp_total_m8", "l1mag_c0.5", "l1mag_c0.6", "l1mag_c0.75")
 DEPENDS = {"fmp_scratch": "fmp_total"}
 BASELINE_FIELDS = ("lr", "batch_size", "patch_size")
@@ -126,7 +137,15 @@ def run_one(spec: dict, cache: str) -> dict:
   params = fmp_jax.init_params(arch, seed=seed)
   masks, history, search_steps = {}, [], planned
 
-  if arm.startswith("fmp_") and arm != "fmp_scratch":
+  flops_keep = None
+  if arm == "fmp_flops":
+    flops_keep = _flops_keep_at_latency(params, arch, budget, phase1, spec, search_cfg, seed)
+    result = fmp_jax.prune(params, fmp_jax.Budget(flops_keep, metric="flops"), arch=arch,
+                           data=data.bundled_patches(arch.scale, patch, batch, seed=seed),
+                           steps=spec["max_search_steps"], seed=seed, config=search_cfg)
+    search_steps = result.report["steps"]
+    params, small, masks = result.params, result.arch, result.masks
+  elif arm.startswith("fmp_") and arm != "fmp_scratch":
     criterion, _, multiple = arm[4:].partition("_m")
     if multiple:
       search_cfg["channel_multiple"] = int(multiple)
@@ -169,19 +188,76 @@ def run_one(spec: dict, cache: str) -> dict:
   fmp_jax.save_export(os.path.join(cache, run_key(spec) + ".msgpack"), params, small, masks)
   tuned = _train(params, small, masks or None, phase2, total - search_steps,
                  tune_cfg["lr"], tune_cfg["lr_halve_every"])
-  report = fmp_jax.sparsity_report(tuned, small, masks, metric=budget.metric)
+  report = fmp_jax.sparsity_report(tuned, small, masks, metric=budget.metric,
+                                   latency_table=budget.latency_table)
   scores = evaluation.evaluate_model(tuned, small, data.eval_pairs(None, "bundled", arch.scale),
                                      masks=masks or None)["summary"]
   return {"arm": arm, "seed": seed, "psnr": scores["psnr"], "ssim": scores["ssim"],
           "bicubic_psnr": scores["bicubic_psnr"], "params": report["params"],
           "flops": report["flops"], "params_ratio": report["params_ratio"],
           "flops_ratio": report["flops_ratio"],
+          "executed_macs_ratio": report["executed_macs_ratio"],
+          "latency_predicted_ratio": report.get("latency_ratio"), "flops_keep": flops_keep,
           "channel_pruned_ratio": report["channel_pruned_ratio"],
           "weight_pruned_ratio": report["weight_pruned_ratio"],
           "widths": report["widths"] if small.widths is None else dict(small.widths),
           "search_steps": search_steps, "finetune_steps": total - search_steps,
           "seconds": time.time() - t0, "history": history,
           "max_step_drop": _max_step_drop(history)}
+
+
+def _flops_keep_at_latency(params, arch, budget, data_, spec, search_cfg, seed) -> float:
+  """The FLOPs remaining where a FLOPs-budget FMP search first fits the latency budget."""
+  import jax
+  import numpy as np
+  import fmp_jax
+  from fmp_jax.pruning.latency import LatencyTable
+  table = LatencyTable.load(budget.latency_table)
+  from fmp_jax.pruning import search, settings as settings_lib, state as state_lib
+  settings = settings_lib.SearchSettings.from_config(search_cfg)
+  state = state_lib.init_state(arch, params, settings, seed=seed)
+  low = fmp_jax.Budget(0.1, metric="flops")
+
+  class Found(Exception):
+    pass
+
+  def watch(step, metrics, st):
+    z = jax.device_get(st.latents["channels"])
+    widths = {g: int(np.count_nonzero(v)) * settings.channel_multiple for g, v in z.items()}
+    if table.predict(widths) <= budget.keep * table.dense():
+      raise Found(metrics["flops_ratio"])
+
+  try:
+    search.run_search(arch, state, low, settings, iter(data_), spec["max_search_steps"],
+                      on_step=watch, raise_if_not_reached=False)
+  except Found as hit:
+    return round(float(hit.args[0]), 4)
+  raise RuntimeError("fmp_flops: the calibration search never reached the latency budget.")
+
+
+def time_models(rows: list[dict], arch_spec: dict, repeats: int = 5) -> dict:
+  """Measured latency ratio (vs the dense model) of every distinct width set in `rows`."""
+  import jax
+  import fmp_jax
+  from fmp_jax import profiling
+  from fmp_jax.pruning import complexity
+  arch = fmp_jax.Arch(**arch_spec)
+  lr_hw = complexity.lr_size_for(arch.scale)
+  keys = {json.dumps(r["widths"], sort_keys=True) for r in rows}
+  calls = {}
+  for key in sorted(keys) + ["dense"]:
+    a = arch if key == "dense" else arch.with_widths(json.loads(key))
+    fn, x, _ = profiling.upscaler_call(fmp_jax.init_params(a, seed=1), a, lr_hw)
+    jax.block_until_ready(fn(x))
+    calls[key] = (fn, x)
+  times = {k: [] for k in calls}
+  for _ in range(repeats):
+    for k, (fn, x) in calls.items():
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn(x))
+      times[k].append(time.perf_counter() - t0)
+  med = {k: statistics.median(v) for k, v in times.items()}
+  return {k: med[k] / med["dense"] for k in keys} | {"dense_seconds": med["dense"]}
 
 
 def _weights_to_budget(params, arch, budget, cmasks):
@@ -198,6 +274,24 @@ def _weights_to_budget(params, arch, budget, cmasks):
     else:
       hi = mid
   return baselines.magnitude_weight_masks(params, arch, lo, cmasks)
+
+
+def _latency_table(cache: str, arch_spec: dict) -> str:
+  """The cache's latency table of this model on this device, built (minutes) if missing."""
+  import fmp_jax
+  from fmp_jax import profiling
+  from fmp_jax.pruning.latency import LatencyTable, LatencyTableError
+  a = fmp_jax.Arch(**arch_spec)
+  path = os.path.join(cache, f"latency_{a.model}{a.blocks}x{a.channels}_x{a.scale}.json")
+  try:
+    LatencyTable.load(path)
+    return path
+  except LatencyTableError:
+    pass
+  os.makedirs(cache, exist_ok=True)
+  print(f"building the latency table {path} (tools/profile_latency.py) ...", flush=True)
+  profiling.build_table(a).save(path)
+  return path
 
 
 def _max_step_drop(history: list) -> float | None:
@@ -293,6 +387,11 @@ def summarise(rows: list[dict], arms: list[str], reference: str = "l1norm") -> l
     paired = [r["psnr"] - ref[r["seed"]] for r in mine if r["seed"] in ref]
     out.append({"arm": arm, "seeds": len(mine), "params": statistics.mean(r["params"] for r in mine),
                 "flops_ratio": statistics.mean(r["flops_ratio"] for r in mine),
+                "executed_macs_ratio": statistics.mean(r.get("executed_macs_ratio", float("nan"))
+                                                       for r in mine),
+                "latency_ratio": _mean_or_none(r.get("latency_measured_ratio") for r in mine),
+                "latency_predicted_ratio": _mean_or_none(r.get("latency_predicted_ratio")
+                                                         for r in mine),
                 "weight_pruned_ratio": statistics.mean(r["weight_pruned_ratio"] for r in mine),
                 "search_steps": statistics.mean(r["search_steps"] for r in mine),
                 "psnr": statistics.mean(psnr), "psnr_std": sd(psnr), "psnr_seeds": psnr,
@@ -303,21 +402,32 @@ def summarise(rows: list[dict], arms: list[str], reference: str = "l1norm") -> l
   return out
 
 
+def _mean_or_none(values):
+  values = [v for v in values if v is not None]
+  return statistics.mean(values) if values else None
+
+
 def format_table(summary: list[dict], bicubic: float, metric: str = "flops",
                  reference: str = "l1norm") -> str:
   """A markdown table (the README quotes it as printed)."""
-  lines = [f"| arm | params | FLOPs | by weights | s | PSNR (dB) | SSIM | PSNR − {reference} "
-           f"(paired) | PSNR per seed | min/run |", "|---" * 10 + "|"]
+  pct = lambda v: "–" if v is None else f"{100 * v:.1f} %"
+  lines = [f"| arm | params | FLOPs | exec. MACs | latency (measured) | latency (table) | "
+           f"by weights | s | PSNR (dB) | SSIM | PSNR − {reference} (paired) | PSNR per seed | "
+           f"min/run |", "|---" * 13 + "|"]
   for s in summary:
     seeds = " / ".join(f"{p:.3f}" for p in s["psnr_seeds"])
     delta = ("–" if s["vs_reference"] is None or s["arm"] == reference else
              f"{s['vs_reference']:+.3f} ± {s['vs_reference_std']:.3f}")
     lines.append(f"| {s['arm']} | {s['params'] / 1e3:.1f}K | {100 * s['flops_ratio']:.1f} % | "
+                 f"{pct(s['executed_macs_ratio'])} | {pct(s['latency_ratio'])} | "
+                 f"{pct(s['latency_predicted_ratio'])} | "
                  f"{100 * s['weight_pruned_ratio']:.1f} % | {s['search_steps']:.0f} | "
                  f"{s['psnr']:.3f} ± {s['psnr_std']:.3f} | {s['ssim']:.4f} ± {s['ssim_std']:.4f} | "
                  f"{delta} | {seeds} | {s['minutes']:.1f} |")
   lines.append(f"\nbicubic: {bicubic:.3f} dB; s = phase-1 steps (FMP: until its criterion "
-               f"held); \"by weights\": share of the dense {metric} removed by weight masks")
+               f"held); \"by weights\": share of the dense {metric} removed by weight masks; "
+               f"exec. MACs: every weight of the kept widths; latency: of the dense model, "
+               f"one 1280x720-output image (Upscaler)")
   return "\n".join(lines)
 
 
@@ -327,7 +437,12 @@ def main(argv=None):
   parser.add_argument("--arch", default="esrb-3-32", help="model-blocks-channels, e.g. esrb-6-64")
   parser.add_argument("--scale", type=int, default=2)
   parser.add_argument("--keep", type=float, default=0.3, help="fraction of the metric that remains")
-  parser.add_argument("--metric", default="flops", choices=("flops", "params"))
+  parser.add_argument("--metric", default="flops", choices=("flops", "params", "latency"))
+  parser.add_argument("--latency-table", default=None,
+                      help="--metric latency: the table (default: built into --cache)")
+  parser.add_argument("--no-time", action="store_true",
+                      help="do not measure every model's latency after the runs")
+  parser.add_argument("--time-repeats", type=int, default=5)
   parser.add_argument("--channel-keep", type=float, default=None,
                       help="total_fixed's channel part (default: channels remove 80%% of what goes)")
   parser.add_argument("--steps", type=int, default=3390, help="total gradient steps T per arm")
@@ -362,6 +477,9 @@ def main(argv=None):
   if args.quick:
     arch["esa_channels"] = 8
   budget = {"keep": args.keep, "metric": args.metric}
+  if args.metric == "latency":
+    budget["latency_table"] = os.path.abspath(
+        args.latency_table or _latency_table(args.cache, arch))
   planned = args.search_steps or int(recipe["search"].get("pace_steps") or 0)
   if planned <= 0 or planned >= args.steps:
     raise SystemExit(f"phase-1 length S={planned} must be in (0, T={args.steps}); pass "
@@ -405,6 +523,12 @@ def main(argv=None):
 
   t0 = time.time()
   rows = run_all(specs, args.cache, jobs, on_row=show)
+  if not args.no_time:
+    print(f"timing {len({json.dumps(r['widths'], sort_keys=True) for r in rows})} models "
+          f"against the dense one ({args.time_repeats} interleaved rounds)...", flush=True)
+    measured = time_models(rows, arch, args.time_repeats)
+    for r in rows:
+      r["latency_measured_ratio"] = measured[json.dumps(r["widths"], sort_keys=True)]
   summary = summarise(rows, arms)
   bicubic = rows[0]["bicubic_psnr"]
   print()

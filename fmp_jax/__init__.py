@@ -12,7 +12,7 @@ from fmp_jax.data.errors import DataError
 from fmp_jax.export import load, save as save_export
 from fmp_jax.finetuning import finetune
 from fmp_jax.models import ParamsMismatchError, apply, build_model, init_params
-from fmp_jax.pruning.api import PruneResult, prune, sparsity_report
+from fmp_jax.pruning.api import PruneResult, prune, prune_family, sparsity_report
 from fmp_jax.pruning.budget import Budget
 from fmp_jax.pruning.errors import BudgetError, BudgetNotReachedError
 
@@ -20,4 +20,4 @@ __version__ = "0.1.0"
 
 __all__ = ["Arch", "ArchError", "Budget", "BudgetError", "BudgetNotReachedError", "DataError",
            "ParamsMismatchError", "PruneResult", "apply", "build_model", "finetune",
-           "init_params", "load", "prune", "save_export", "sparsity_report"]
+           "init_params", "load", "prune", "prune_family", "save_export", "sparsity_report"]

@@ -138,7 +138,34 @@ def prune(params: Mapping, budget: Union[Budget, float], *, arch: Arch,
       generator that runs out); ParamsMismatchError: params not of `arch`;
     ValueError: NaN/Inf in `params`; BudgetNotReachedError: see `steps`.
   """
-  budget = Budget.coerce(budget)
+  return _search(params, Budget.coerce(budget), None, arch, data, steps, seed, config,
+                 on_step)[0]
+
+
+def prune_family(params: Mapping, keeps, *, arch: Arch, budget: Union[Budget, float, None] = None,
+                 data: Optional[Iterable] = None, steps: Optional[int] = None, seed: int = 0,
+                 config: Optional[Any] = None,
+                 on_step: Optional[Callable[[int, dict], None]] = None) -> list[PruneResult]:
+  """One search, a family of pruned models: one `PruneResult` per keep, largest first.
+
+  keeps: kept fractions in descending order, e.g. [0.5, 0.3, 0.15], of `budget`'s metric
+  (default: FLOPs, criterion Total; `budget` gives the metric and criterion, its keep is
+  replaced by each member's). The search passes every larger budget on its way down the
+  schedule to the smallest: at the first step where a member's criterion holds (landed
+  at or under it, as `prune` lands its budget), that state is sliced into that member;
+  the search then goes on. Arguments otherwise as `prune`; each member's report has the
+  ``steps`` at which it was taken.
+  """
+  keeps = [float(k) for k in keeps]
+  if not keeps:
+    raise ValueError("prune_family: give at least one keep.")
+  base = Budget.coerce(budget if budget is not None else keeps[-1])
+  base = dataclasses.replace(base, keep=keeps[-1])
+  return _search(params, base, keeps, arch, data, steps, seed, config, on_step)
+
+
+def _search(params, budget: Budget, family, arch, data, steps, seed, config, on_step):
+  """prune / prune_family: checks, then one search; a PruneResult per member."""
   if not isinstance(arch, Arch):
     raise TypeError(f"arch must be an fmp_jax.Arch, got {type(arch).__name__}.")
   cfg = dict(config.to_dict() if hasattr(config, "to_dict") else (config or {}))
@@ -161,11 +188,27 @@ def prune(params: Mapping, budget: Union[Budget, float], *, arch: Arch,
                            f"may need up to {max_steps} (steps / config.max_steps; the search "
                            f"stops earlier once the budget is met)", "prune")
 
+  members = search.family_budgets(budget, family)
   state = state_lib.init_state(arch, params, settings, seed=seed)
   callback = None if on_step is None else (lambda step, metrics, _: on_step(step, metrics))
+  taken = {}
+
+  def on_member(k, member, step, st):
+    # A host copy: the next step takes the state's buffers.
+    taken[k] = (step, jax.device_get(st))
+
   outcome = search.run_search(arch, state, budget, settings, batches, max_steps,
-                              on_step=callback, cost=budget_cost)
-  return finalize(arch, outcome, budget, settings)
+                              on_step=callback, cost=budget_cost,
+                              members=members if family else None,
+                              on_member=on_member if family else None)
+  if not family:
+    return [finalize(arch, outcome, budget, settings)]
+  results = []
+  for k, member in enumerate(members):
+    step, st = taken[k]
+    results.append(finalize(arch, search.SearchOutcome(st, step, True, outcome.history[:step]),
+                            member, settings))
+  return results
 
 
 def finalize(arch: Arch, outcome: "search.SearchOutcome", budget: Budget,

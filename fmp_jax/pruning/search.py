@@ -78,11 +78,41 @@ def check_budget_reachable(arch: Arch, budget: Budget, settings: SearchSettings,
   return floor
 
 
-def budget_arrays(budget: Budget) -> dict:
-  """The dynamic side of a budget: every quantity's target (2.0: not tested) and the lowest."""
+def budget_arrays(budget: Budget, hold: Optional[Budget] = None) -> dict:
+  """The dynamic side of a budget: every quantity's target (2.0: not tested) and the lowest.
+
+  hold: a family member on the way to `budget` (`family_budgets`): no step's target falls
+  below the member's until the search has landed on it.
+  """
   targets = budget.targets()
-  return {"targets": {q: jnp.asarray(targets.get(q, 2.0), jnp.float32) for q in QUANTITIES},
-          "floor": jnp.asarray(min(targets.values()), jnp.float32)}
+  out = {"targets": {q: jnp.asarray(targets.get(q, 2.0), jnp.float32) for q in QUANTITIES},
+         "floor": jnp.asarray(min(targets.values()), jnp.float32)}
+  if hold is not None:
+    held = hold.targets()
+    out["hold"] = {q: jnp.asarray(held.get(q, 0.0), jnp.float32) for q in QUANTITIES}
+    out["hold_floor"] = jnp.asarray(min(held.values()), jnp.float32)
+  return out
+
+
+def family_budgets(budget: Budget, family) -> list[Budget]:
+  """The budgets of a family of keeps (`search.family`): descending, the budget's own keep
+  last; each member is the budget at its keep."""
+  keeps = [float(k) for k in (family or ())]
+  if not keeps:
+    return [budget]
+  if len(set(keeps)) != len(keeps):
+    raise BudgetError(f"search.family={tuple(keeps)} repeats a keep.")
+  if sorted(keeps, reverse=True) != keeps:
+    raise BudgetError(f"search.family={tuple(keeps)} must be in descending order (the search "
+                      f"passes the larger budgets first).")
+  if abs(keeps[-1] - budget.keep) > 1e-12:
+    raise BudgetError(f"search.family={tuple(keeps)} must end with the budget's own keep "
+                      f"{budget.keep} (budget.keep is the deepest member).")
+  if budget.rule.needs:
+    raise BudgetError(f"search.family with criterion {budget.criterion!r}: its members would "
+                      f"need their own {', '.join(budget.rule.needs)}; use total, channel or "
+                      f"weight.")
+  return [dataclasses.replace(budget, keep=k) for k in keeps]
 
 
 # --- the step's context ------------------------------------------------------------
@@ -171,6 +201,9 @@ def search_step(ctx: StepContext, state: SearchState, b: Mapping, lr: jax.Array,
   now = {q: pace.scheduled_target(t, at, s.pace_steps, s.pace_warmup)
          for q, t in b["targets"].items()}
   floor = pace.scheduled_target(b["floor"], at, s.pace_steps, s.pace_warmup)
+  if "hold" in b:   # a family member not landed yet: the schedule waits for it
+    now = {q: jnp.maximum(t, b["hold"][q]) for q, t in now.items()}
+    floor = jnp.maximum(floor, b["hold_floor"])
   c_hard = channel_masks_of(state.latents, s.channel_multiple)
 
   gradients = fixed_order_gradients if s.reduction_shards else plain_gradients
@@ -289,13 +322,17 @@ class SearchOutcome:
   steps: int
   converged: bool
   history: list
+  members: list = dataclasses.field(default_factory=list)   # (member index, step) landed
 
 
 def run_search(arch: Arch, state: SearchState, budget: Budget, settings: SearchSettings,
                batches: Iterator, max_steps: int, step_fn: Optional[Callable] = None,
                on_step: Optional[Callable[[int, dict, SearchState], None]] = None,
                raise_if_not_reached: bool = True,
-               cost: Optional[cost_lib.CostModel] = None) -> SearchOutcome:
+               cost: Optional[cost_lib.CostModel] = None,
+               members: Optional[list] = None, first_member: int = 0,
+               on_member: Optional[Callable[[int, Budget, int, SearchState], None]] = None
+               ) -> SearchOutcome:
   """Steps until the budget's criterion holds (checked every step, exactly on the host).
 
   Args:
@@ -305,6 +342,11 @@ def run_search(arch: Arch, state: SearchState, budget: Budget, settings: SearchS
     on_step: called as on_step(step, metrics, state) after every step (logging,
       checkpointing); `step` counts from 1.
     cost: the budget's cost model (default: built from `budget`).
+    members: a family (`family_budgets`: descending, `budget` last). Until member k
+      holds, no step's target falls below it; at the first step where it holds
+      (in-graph and exactly), on_member(k, member, step, state) is called (before
+      on_step: a checkpoint at or after that step implies the member was seen), and
+      the search goes on to the next. first_member: members already taken (a resume).
   Raises:
     BudgetNotReachedError when max_steps pass first (if raise_if_not_reached).
     FloatingPointError on a non-finite loss.
@@ -312,25 +354,44 @@ def run_search(arch: Arch, state: SearchState, budget: Budget, settings: SearchS
   cost = cost if cost is not None else cost_lib.for_budget(arch, budget)
   if step_fn is None:
     step_fn = jax.jit(make_step(arch, budget, settings, cost=cost), donate_argnums=0)
+  members = list(members or [budget])
   targets = budget.targets()
-  history, best = [], [None]
+  history, best, taken = [], [None], []
+  arrays = lambda k: budget_arrays(budget, members[k] if k < len(members) - 1 else None)
+  now = {"member": int(first_member)}
+  now["arrays"] = arrays(now["member"])
+
+  def holds(b, q, latents):
+    return b.met(q) and b.met(exact_quantities(arch, latents, b, settings, cost))
 
   def after_step(step, metrics, state):
     history.append(metrics)
-    if on_step is not None:
-      on_step(step, metrics, state)
     q = {"total": metrics["remaining"], "channel": metrics["channel_remaining"],
          "weight": metrics["weight_remaining"]}
+    while now["member"] < len(members) - 1 and holds(members[now["member"]], q, state.latents):
+      k = now["member"]
+      taken.append((k, step))
+      if on_member is not None:
+        on_member(k, members[k], step, state)
+      now["member"] = k + 1
+      now["arrays"] = arrays(k + 1)
+    if on_step is not None:
+      on_step(step, metrics, state)
     gap = max(q[name] - t for name, t in targets.items())
     best[0] = gap if best[0] is None else min(best[0], gap)
-    return budget.met(q) and budget.met(exact_quantities(arch, state.latents, budget, settings,
-                                                         cost))
+    done = holds(budget, q, state.latents)
+    if done:
+      taken.append((len(members) - 1, step))
+      if on_member is not None:
+        on_member(len(members) - 1, members[-1], step, state)
+    return done
 
   state, step, converged = loop.run_steps(
-      step_fn, state, batches, int(state.step) + 1, max_steps, args=(budget_arrays(budget),),
-      what="search", hint="lower search.lr / search.latent_lr.", on_step=after_step)
+      lambda st, lr, hr: step_fn(st, now["arrays"], lr, hr), state, batches,
+      int(state.step) + 1, max_steps, what="search",
+      hint="lower search.lr / search.latent_lr.", on_step=after_step)
   if converged:
-    return SearchOutcome(state, step, True, history)
+    return SearchOutcome(state, step, True, history, taken)
   if raise_if_not_reached:
     last = history[-1] if history else {}
     raise BudgetNotReachedError(
@@ -340,4 +401,4 @@ def run_search(arch: Arch, state: SearchState, budget: Budget, settings: SearchS
         f"{100 * last.get('channel_remaining', 1):.2f} %, weight part "
         f"{100 * last.get('weight_remaining', 1):.2f} %). Raise search.max_steps, or the l1 "
         f"strengths search.channel_l1 / search.weight_l1.")
-  return SearchOutcome(state, int(state.step), False, history)
+  return SearchOutcome(state, int(state.step), False, history, taken)
