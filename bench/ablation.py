@@ -138,6 +138,8 @@ def run_one(spec: dict, cache: str) -> dict:
   masks, history, search_steps = {}, [], planned
 
   flops_keep = None
+  if arm == "fmp_family":
+    return _run_family(spec, cache, params, arch, budget, phase1, search_cfg, tune_cfg, t0)
   if arm == "fmp_flops":
     flops_keep = _flops_keep_at_latency(params, arch, budget, phase1, spec, search_cfg, seed)
     result = fmp_jax.prune(params, fmp_jax.Budget(flops_keep, metric="flops"), arch=arch,
@@ -186,24 +188,55 @@ def run_one(spec: dict, cache: str) -> dict:
     raise ValueError(f"unknown arm {arm!r}; known: {ARMS + EXTRA_ARMS}")
 
   fmp_jax.save_export(os.path.join(cache, run_key(spec) + ".msgpack"), params, small, masks)
-  tuned = _train(params, small, masks or None, phase2, total - search_steps,
-                 tune_cfg["lr"], tune_cfg["lr_halve_every"])
+  row = _finetune_and_score(spec, params, small, masks, phase2, budget, tune_cfg,
+                            spec.get("finetune_steps", total - search_steps))
+  return dict(row, **{"arm": arm, "seed": seed, "flops_keep": flops_keep,
+                      "search_steps": search_steps, "seconds": time.time() - t0,
+                      "history": history, "max_step_drop": _max_step_drop(history)})
+
+
+def _finetune_and_score(spec, params, small, masks, phase2, budget, tune_cfg, steps) -> dict:
+  """Fine-tunes a pruned (or small) model for `steps` and scores it: the row's numbers."""
+  import fmp_jax
+  from fmp_jax import data, evaluation
+  tuned = _train(params, small, masks or None, phase2, steps, tune_cfg["lr"],
+                 tune_cfg["lr_halve_every"])
   report = fmp_jax.sparsity_report(tuned, small, masks, metric=budget.metric,
                                    latency_table=budget.latency_table)
-  scores = evaluation.evaluate_model(tuned, small, data.eval_pairs(None, "bundled", arch.scale),
+  scores = evaluation.evaluate_model(tuned, small, data.eval_pairs(None, "bundled", small.scale),
                                      masks=masks or None)["summary"]
-  return {"arm": arm, "seed": seed, "psnr": scores["psnr"], "ssim": scores["ssim"],
+  return {"psnr": scores["psnr"], "ssim": scores["ssim"],
           "bicubic_psnr": scores["bicubic_psnr"], "params": report["params"],
           "flops": report["flops"], "params_ratio": report["params_ratio"],
           "flops_ratio": report["flops_ratio"],
           "executed_macs_ratio": report["executed_macs_ratio"],
-          "latency_predicted_ratio": report.get("latency_ratio"), "flops_keep": flops_keep,
+          "latency_predicted_ratio": report.get("latency_ratio"),
           "channel_pruned_ratio": report["channel_pruned_ratio"],
           "weight_pruned_ratio": report["weight_pruned_ratio"],
           "widths": report["widths"] if small.widths is None else dict(small.widths),
-          "search_steps": search_steps, "finetune_steps": total - search_steps,
-          "seconds": time.time() - t0, "history": history,
-          "max_step_drop": _max_step_drop(history)}
+          "finetune_steps": steps, "budget_keep": budget.keep}
+
+
+def _run_family(spec, cache, params, arch, budget, phase1, search_cfg, tune_cfg, t0) -> dict:
+  """fmp_family: one search to the deepest keep, a model at every keep of spec["family"],
+  each fine-tuned for spec["finetune_steps"]; the row holds one entry per member."""
+  import fmp_jax
+  from fmp_jax import data
+  seed = spec["seed"]
+  results = fmp_jax.prune_family(params, spec["family"], arch=arch, budget=budget, data=phase1,
+                                 steps=spec["max_search_steps"], seed=seed, config=search_cfg)
+  members = []
+  for r in results:
+    member_budget = fmp_jax.Budget(**dict(spec["budget"], keep=r.report["budget"]["keep"]))
+    fmp_jax.save_export(os.path.join(cache, f"{run_key(spec)}_{member_budget.keep:g}.msgpack"),
+                        r.params, r.arch, r.masks)
+    phase2 = data.bundled_patches(arch.scale, tune_cfg["patch_size"], tune_cfg["batch_size"],
+                                  seed=seed + 1)
+    row = _finetune_and_score(spec, r.params, r.arch, r.masks, phase2, member_budget, tune_cfg,
+                              spec["finetune_steps"])
+    members.append(dict(row, arm="fmp_family", seed=seed, search_steps=r.report["steps"]))
+  return {"arm": "fmp_family", "seed": seed, "members": members,
+          "search_steps": results[-1].report["steps"], "seconds": time.time() - t0}
 
 
 def _flops_keep_at_latency(params, arch, budget, data_, spec, search_cfg, seed) -> float:

@@ -43,7 +43,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.finetune = ml_collections.ConfigDict(dict(
       steps=300_000, batch_size=16, patch_size=48, lr=2e-4,
       lr_halve_every=100_000, log_every=100, checkpoint_every=5000,
-      reduction_shards=0))      # as search.reduction_shards (fmp_jax.reduction)
+      reduction_shards=0,       # as search.reduction_shards (fmp_jax.reduction)
+      member_steps=()))         # with search.family: fine-tune steps per member (default: steps)
 
   # Training and evaluation data.
   c.data = ml_collections.ConfigDict(dict(
@@ -57,7 +58,10 @@ def base_config() -> ml_collections.ConfigDict:
 
   # What the report adds: the measured latency of the fine-tuned model and of its
   # dense backbone (Upscaler, whole 1280x720-output image, median of latency_repeats).
-  c.report = ml_collections.ConfigDict(dict(measure_latency=True, latency_repeats=3))
+  # baselines: an ablation JSON (bench/ablation.py or bench/family.py --json) whose arms
+  # plots/family.png shows beside a family's members.
+  c.report = ml_collections.ConfigDict(dict(measure_latency=True, latency_repeats=3,
+                                            baselines=""))
 
   # Multi-host: call jax.distributed.initialize() (also when the environment asks).
   c.distributed = False

@@ -20,14 +20,16 @@ def plot_run(workdir: str, budget_keep: Optional[float] = None, metric: str = "f
   out_dir = os.path.join(workdir, "plots")
   os.makedirs(out_dir, exist_ok=True)
   search = [r for r in rows if r["stage"] == "search"]
-  tune = [r for r in rows if r["stage"] == "finetune"]
+  tunes = sorted({r["stage"] for r in rows if r["stage"].startswith("finetune")})
   offset = search[-1]["step"] if search else 0
 
   fig, ax = plt.subplots(figsize=(7, 4))
   if search:
     ax.plot([r["step"] for r in search], [r["l1"] for r in search], label="search: L1")
-  if tune:
-    ax.plot([offset + r["step"] for r in tune], [r["loss"] for r in tune], label="finetune: L1")
+  for stage in tunes:
+    tune = [r for r in rows if r["stage"] == stage]
+    ax.plot([offset + r["step"] for r in tune], [r["loss"] for r in tune],
+            label=f"{stage.replace('/', ' ')}: L1")
   ax.set_xlabel("step")
   ax.set_ylabel("L1 loss")
   ax.set_yscale("log")
@@ -65,3 +67,63 @@ def plot_run(workdir: str, budget_keep: Optional[float] = None, metric: str = "f
     plt.close(fig)
     paths.append(path)
   return paths
+
+
+def plot_family(workdir: str, rows: list[dict], baselines: str = "") -> list[str]:
+  """plots/family.png: PSNR (first eval set) of every family member against its counted FLOPs,
+  params and (where known) latency, beside the baselines of an ablation JSON (`baselines`:
+  bench/ablation.py --json or bench/family.py --json, its runs averaged per arm and budget)."""
+  import json
+
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  if not rows or not rows[0].get("eval"):
+    return []
+  eval_set = next(iter(rows[0]["eval"]))
+  latency = lambda r: (r.get("latency_measured") or r.get("latency_predicted") or {}).get("ratio")
+  axes_of = [("FLOPs (counted)", lambda r: r["flops_ratio"]),
+             ("params", lambda r: r["params_ratio"])]
+  if all(latency(r) is not None for r in rows):
+    axes_of.append(("latency", latency))
+  others = {}
+  if baselines:
+    with open(baselines) as f:
+      runs = json.load(f).get("runs", [])
+    for r in runs:
+      key = (r["arm"], round(r.get("budget_keep", r["flops_ratio"]), 3))
+      others.setdefault(key, []).append(r)
+  fig, axs = plt.subplots(1, len(axes_of), figsize=(4.5 * len(axes_of), 4), squeeze=False)
+  for ax, (label, x_of) in zip(axs[0], axes_of):
+    xs = [100 * x_of(r) for r in rows]
+    ax.plot(xs, [r["eval"][eval_set]["psnr"] for r in rows], "o-", color="C3", lw=2,
+            label="FMP family (one search)")
+    for r, x in zip(rows, xs):
+      ax.annotate(r.get("member", ""), (x, r["eval"][eval_set]["psnr"]), fontsize=7,
+                  textcoords="offset points", xytext=(3, 3))
+    arms = sorted({a for a, _ in others})
+    for i, arm in enumerate(arms):
+      pts = []
+      for (a, _), rs in sorted(others.items()):
+        if a != arm:
+          continue
+        key = {"FLOPs (counted)": "flops_ratio", "params": "params_ratio",
+               "latency": "latency_measured_ratio"}[label]
+        vals = [q.get(key) for q in rs]
+        if any(v is None for v in vals):
+          continue
+        pts.append((100 * sum(vals) / len(vals), sum(q["psnr"] for q in rs) / len(rs)))
+      if pts:
+        ax.plot(*zip(*sorted(pts)), marker="s", ls="--", color=f"C{i}", label=arm)
+    ax.set_xlabel(f"{label}, % of dense")
+    ax.set_ylabel(f"PSNR on {eval_set} (dB)")
+    ax.grid(alpha=0.3)
+  axs[0][0].legend(fontsize=8)
+  fig.suptitle("FMP: one search, a family of models")
+  fig.tight_layout()
+  path = os.path.join(workdir, "plots", "family.png")
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return [path]

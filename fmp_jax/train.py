@@ -40,7 +40,7 @@ from fmp_jax.checkpoint import StageCheckpoints, abstract_like
 from fmp_jax.config_base import base_config
 from fmp_jax.metric_logging import MetricWriter, Progress
 from fmp_jax.models import bake_masks, init_params, precision_dtype
-from fmp_jax.plots import plot_run
+from fmp_jax.plots import plot_family, plot_run
 from fmp_jax.pruning import api, complexity, cost as cost_lib, search
 from fmp_jax.pruning.latency import device_info
 from fmp_jax.pruning.budget import Budget
@@ -85,6 +85,46 @@ class _StageBook:
       os.replace(tmp, self.path)
 
 
+@dataclasses.dataclass(frozen=True)
+class Member:
+  """One model of the run: the budget's own (the paths as without a family), or a member of
+  ``search.family`` (under ``<kind>/keep_0.30/``; the deepest also at export/model.msgpack)."""
+  index: int
+  budget: Budget
+  name: str            # "" without a family
+  finetune_steps: int
+
+  def dir(self, kind: str) -> str:
+    return os.path.join(kind, self.name) if self.name else kind
+
+  def path(self, kind: str, file: str = "model.msgpack") -> str:
+    return os.path.join(self.dir(kind), file)
+
+  def stage(self, stage: str) -> str:
+    return f"{stage}/{self.name}" if self.name else stage
+
+  @property
+  def label(self) -> str:
+    return f" {self.name}" if self.name else ""
+
+
+def member_name(keep: float) -> str:
+  return f"keep_{keep:.2f}" if round(keep, 2) == keep else f"keep_{keep:g}"
+
+
+def members_of(config, budget: Budget) -> list[Member]:
+  """The run's models: search.family's members (each with its fine-tune steps), or the budget."""
+  family = tuple(config.search.family)
+  budgets = search.family_budgets(budget, family)
+  steps = tuple(config.finetune.member_steps)
+  if steps and len(steps) != len(budgets):
+    raise ValueError(f"finetune.member_steps={steps} needs one entry per member of "
+                     f"search.family={family}.")
+  return [Member(i, b, member_name(b.keep) if family else "",
+                 int(steps[i]) if steps else int(config.finetune.steps))
+          for i, b in enumerate(budgets)]
+
+
 # --- input ---------------------------------------------------------------------------
 
 def make_sampler(config, arch: Arch, images, batch_size: int, patch_size: int, seed: int):
@@ -106,7 +146,7 @@ def _batches(sampler, mesh, start_step: int):
 # --- stage: search -----------------------------------------------------------------
 
 def run_search_stage(config, workdir: str, arch: Arch, budget: Budget, mesh, writer,
-                     images) -> dict:
+                     images, members: list, book) -> dict:
   settings = SearchSettings.from_config(config.search)
   rep = sharding.replicated(mesh)
   sampler = make_sampler(config, arch, images, config.search.batch_size,
@@ -118,10 +158,17 @@ def run_search_stage(config, workdir: str, arch: Arch, budget: Budget, mesh, wri
   ckpts = StageCheckpoints(os.path.join(workdir, "checkpoints", "search"), warn=_say)
   restored = ckpts.restore_latest(abstract_like(state, rep))
   converged = False
+  at = 0
   if restored is not None:
-    step, state, record = restored
+    at, state, record = restored
     converged = bool(record.get("converged"))
-    _say(f"[search] resuming from checkpoint at step {step}" + (" (converged)" if converged else ""))
+    _say(f"[search] resuming from checkpoint at step {at}" + (" (converged)" if converged else ""))
+  # Family members taken at or before the restored step are done; later ones (and their
+  # holds) are taken again, as the uninterrupted search did.
+  first = 0
+  while (first < len(members) - 1 and members[first].stage("search") in book.done
+         and book.done[members[first].stage("search")]["steps"] <= at):
+    first += 1
 
   cost = cost_lib.for_budget(arch, budget)
   step_fn = jax.jit(search.make_step(arch, budget, settings, mesh, str(config.precision), cost),
@@ -150,10 +197,23 @@ def run_search_stage(config, workdir: str, arch: Arch, budget: Budget, mesh, wri
     if step % config.search.checkpoint_every == 0:
       ckpts.save(step, new_state, {"converged": False})
 
+  def on_member(k, member_budget, step, new_state):
+    m = members[k]
+    if not m.name or m.index == len(members) - 1:
+      return                    # the budget's own model is finalised below, as always
+    result = api.finalize(arch, search.SearchOutcome(jax.device_get(new_state), step, True, []),
+                          member_budget, settings)
+    _say(f"[search] member {m.name} at step {step}: {100 * result.report['flops_ratio']:.2f} % "
+         f"FLOPs, {100 * result.report['params_ratio']:.2f} % params remain")
+    write_pruned(workdir, m, result, step)
+    book.mark(m.stage("search"), steps=step, report=result.report)
+
   if not converged:
     try:
       outcome = search.run_search(arch, state, budget, settings, _batches(sampler, mesh, start),
-                                  max_steps, step_fn=step_fn, on_step=on_step, cost=cost)
+                                  max_steps, step_fn=step_fn, on_step=on_step, cost=cost,
+                                  members=[m.budget for m in members], first_member=first,
+                                  on_member=on_member)
     except FloatingPointError as e:
       last = ckpts.steps()
       kept = f"the last good checkpoint (step {last[-1]})" if last else "no checkpoint yet"
@@ -171,18 +231,23 @@ def run_search_stage(config, workdir: str, arch: Arch, budget: Budget, mesh, wri
   result = api.finalize(arch, outcome, budget, settings)
   _say(f"[search] converged at step {steps}: {100 * result.report['params_ratio']:.2f} % params, "
        f"{100 * result.report['flops_ratio']:.2f} % FLOPs remain; widths {dict(result.arch.widths)}")
+  write_pruned(workdir, members[-1], result, steps)
+  return {"steps": steps, "report": result.report}
+
+
+def write_pruned(workdir: str, member: Member, result, steps: int) -> None:
+  """The sliced model of `member` right after the search (every process reads it next)."""
   if _is_main():
-    export.save(os.path.join(workdir, "pruned", "model.msgpack"), result.params, result.arch,
+    export.save(os.path.join(workdir, member.path("pruned")), result.params, result.arch,
                 result.masks, meta={"stage": "search", "search_steps": steps,
                                     "report": result.report})
-  sharding.sync_processes("pruned_export_written")   # the fine-tune stage of every process reads it
-  return {"steps": steps, "report": result.report}
+  sharding.sync_processes(f"pruned_export_written{member.label}")
 
 
 # --- stage: finetune ----------------------------------------------------------------
 
-def run_finetune_stage(config, workdir: str, mesh, writer, images) -> dict:
-  pruned = export.load(os.path.join(workdir, "pruned", "model.msgpack"))
+def run_finetune_stage(config, workdir: str, mesh, writer, images, member: Member) -> dict:
+  pruned = export.load(os.path.join(workdir, member.path("pruned")))
   arch = pruned.arch
   cfg = config.finetune
   rep = sharding.replicated(mesh)
@@ -194,23 +259,24 @@ def run_finetune_stage(config, workdir: str, mesh, writer, images) -> dict:
   # Optimiser state created directly replicated, from the abstract shapes.
   init = jax.jit(lambda p: finetuning.init_state(p, tx), out_shardings=rep)
   state = init(params)
-  ckpts = StageCheckpoints(os.path.join(workdir, "checkpoints", "finetune"), warn=_say)
+  ckpts = StageCheckpoints(os.path.join(workdir, member.dir(os.path.join("checkpoints", "finetune"))),
+                           warn=_say)
   restored = ckpts.restore_latest(abstract_like(state, rep))
   if restored is not None:
     step, state, _ = restored
-    _say(f"[finetune] resuming from checkpoint at step {step}")
+    _say(f"[finetune{member.label}] resuming from checkpoint at step {step}")
   step_fn = jax.jit(finetuning.make_step(arch, tx, int(cfg.reduction_shards), mesh,
                                         str(config.precision)),
                     in_shardings=(rep, rep, sharding.batch_sharded(mesh),
                                   sharding.batch_sharded(mesh)),
                     out_shardings=(rep, rep), donate_argnums=0)
   start = int(jax.device_get(state.step))
-  total = int(cfg.steps)
-  progress = Progress("finetune", total, start)
+  total = member.finetune_steps
+  progress = Progress(f"finetune{member.label}", total, start)
 
   def on_step(step, metrics, new_state):
     if step % cfg.log_every == 0 or step == total:
-      writer.write("finetune", step, metrics)
+      writer.write(member.stage("finetune"), step, metrics)
       _say(progress.line(step, metrics))
     if step % cfg.checkpoint_every == 0 or step == total:
       ckpts.save(step, new_state)
@@ -227,9 +293,9 @@ def run_finetune_stage(config, workdir: str, mesh, writer, images) -> dict:
   ckpts.close()
   params = bake_masks(jax.device_get(state.params), jax.device_get(masks))
   if _is_main():
-    export.save(os.path.join(workdir, "finetuned", "model.msgpack"), params, arch, pruned.masks,
+    export.save(os.path.join(workdir, member.path("finetuned")), params, arch, pruned.masks,
                 meta=dict(pruned.meta, stage="finetune", finetune_steps=total))
-  sharding.sync_processes("finetuned_export_written")
+  sharding.sync_processes(f"finetuned_export_written{member.label}")
   return {"steps": total}
 
 
@@ -242,10 +308,10 @@ def eval_settings(config) -> dict:
           "data_dir": str(config.data.data_dir)}
 
 
-def run_evaluate_stage(config, workdir: str) -> dict:
+def run_evaluate_stage(config, workdir: str, member: Member) -> dict:
   from fmp_jax import data as data_lib
   from fmp_jax import evaluation
-  model = export.load(os.path.join(workdir, "finetuned", "model.msgpack"))
+  model = export.load(os.path.join(workdir, member.path("finetuned")))
   results = {}
   for name in config.data.eval_sets:
     pairs = data_lib.eval_pairs(config.data, name, model.arch.scale)
@@ -253,11 +319,11 @@ def run_evaluate_stage(config, workdir: str) -> dict:
       pairs = pairs[:int(config.data.eval_max_images)]
     results[name] = evaluation.evaluate_model(model.params, model.arch, pairs, masks=model.masks)
     s = results[name]["summary"]
-    _say(f"[evaluate] {name}: {s['psnr']:.2f} dB / {s['ssim']:.4f} "
+    _say(f"[evaluate{member.label}] {name}: {s['psnr']:.2f} dB / {s['ssim']:.4f} "
          f"(bicubic {s['bicubic_psnr']:.2f} dB / {s['bicubic_ssim']:.4f}), {s['images']} images")
   if _is_main():
-    os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-    with open(os.path.join(workdir, "eval", "results.json"), "w") as f:
+    os.makedirs(os.path.join(workdir, member.dir("eval")), exist_ok=True)
+    with open(os.path.join(workdir, member.path("eval", "results.json")), "w") as f:
       json.dump(results, f, indent=1)
   return results
 
@@ -286,11 +352,11 @@ def build_report(arch: Arch, budget: Budget, search_info: dict, finetune_steps: 
   }
 
 
-def measure_latency(config, workdir: str) -> dict:
+def measure_latency(config, workdir: str, member: Member) -> dict:
   """Seconds of one forward pass of the fine-tuned model and of its dense backbone, as
   `Upscaler` runs them here (a timing: kept out of the export, recorded once per run)."""
   from fmp_jax import profiling
-  model = export.load(os.path.join(workdir, "finetuned", "model.msgpack"))
+  model = export.load(os.path.join(workdir, member.path("finetuned")))
   lr_hw = complexity.lr_size_for(model.arch.scale)
   repeats = int(config.report.latency_repeats)
   pruned = profiling.measure_model(bake_masks(model.params, model.masks), model.arch, lr_hw,
@@ -300,6 +366,27 @@ def measure_latency(config, workdir: str) -> dict:
   return {"seconds": pruned, "dense_seconds": dense, "ratio": pruned / dense,
           "lr_hw": list(lr_hw), "repeats": repeats,
           "device": device_info()["kind"]}
+
+
+def format_family(rows: list[dict]) -> list[str]:
+  """One line per family member: its size, cost and scores."""
+  sets = list(rows[0]["eval"])
+  lat = lambda r: (r.get("latency_measured") or r.get("latency_predicted") or {}).get("ratio")
+  head = (f"{'member':<12}{'params':>9}{'FLOPs':>8}{'exec.':>8}{'latency':>9}{'by ch.':>8}"
+          f"{'by wt.':>8}{'steps':>7}" + "".join(f"{s[:10]:>12}" for s in sets)
+          + f"{'bicubic':>9}")
+  lines = ["family (one search; % of the dense model, PSNR in dB):", head]
+  for r in rows:
+    split = r["split"]["flops"]
+    la = lat(r)
+    lines.append(f"{r.get('member', ''):<12}{100 * r['params_ratio']:>8.1f}%"
+                 f"{100 * r['flops_ratio']:>7.1f}%{100 * r['executed_macs_ratio']:>7.1f}%"
+                 f"{('-' if la is None else f'{100 * la:.1f}%'):>9}"
+                 f"{100 * split['channel_pruned_ratio']:>7.1f}%"
+                 f"{100 * split['weight_pruned_ratio']:>7.1f}%{r['search_steps']:>7}"
+                 + "".join(f"{r['eval'][s]['psnr']:>12.2f}" for s in sets)
+                 + f"{r['eval'][sets[0]]['bicubic_psnr']:>9.2f}")
+  return lines
 
 
 def format_report(report: dict) -> str:
@@ -329,6 +416,8 @@ def format_report(report: dict) -> str:
   for name, s in report["eval"].items():
     lines.append(f"{name:<12}{s['images']:>7}{s['psnr']:>11.2f}{s['ssim']:>8.4f}"
                  f"{s['bicubic_psnr']:>14.2f}{s['bicubic_ssim']:>8.4f}")
+  if report.get("family"):
+    lines += [""] + format_family(report["family"])
   return "\n".join(lines)
 
 
@@ -380,6 +469,50 @@ def prepare_workdir(config, workdir: str, restart: bool = False):
   return arch, budget, mesh, book, images
 
 
+def run_member(config, workdir: str, arch: Arch, m: Member, members: list, book, mesh, writer,
+               images) -> dict:
+  """Fine-tunes, scores, times and exports one model of the run; returns its report row."""
+  search_info = book.done[m.stage("search")] if m.name and m.index < len(members) - 1 \
+      else book.done["search"]
+  if m.stage("finetune") not in book.done:
+    t0 = time.time()
+    info = run_finetune_stage(config, workdir, mesh, writer, images, m)
+    book.mark(m.stage("finetune"), steps=info["steps"], seconds=time.time() - t0)
+  finetune_steps = book.done[m.stage("finetune")].get("steps", m.finetune_steps)
+
+  recorded = book.done.get(m.stage("evaluate"), {}).get("settings")
+  if m.stage("evaluate") in book.done and recorded is not None and recorded != eval_settings(config):
+    _say(f"[evaluate{m.label}] the eval settings changed; scoring again.")
+    book.forget(m.stage("evaluate"), m.stage("export"))
+  if m.stage("evaluate") not in book.done:
+    t0 = time.time()
+    results = run_evaluate_stage(config, workdir, m)
+    book.mark(m.stage("evaluate"), results={k: v["summary"] for k, v in results.items()},
+              settings=eval_settings(config), seconds=time.time() - t0)
+  eval_results = {k: {"summary": v} for k, v in book.done[m.stage("evaluate")]["results"].items()}
+
+  if config.report.measure_latency and m.stage("latency") not in book.done:
+    measured = measure_latency(config, workdir, m) if _is_main() else {}
+    book.mark(m.stage("latency"), measured=measured)
+    if measured:
+      _say(f"[latency{m.label}] {1e3 * measured['seconds']:.1f} ms vs dense "
+           f"{1e3 * measured['dense_seconds']:.1f} ms ({100 * measured['ratio']:.1f} %) per "
+           f"{measured['lr_hw'][0]}x{measured['lr_hw'][1]} LR image")
+
+  row = build_report(arch, m.budget, search_info, finetune_steps, eval_results)
+  if _is_main():
+    tuned = export.load(os.path.join(workdir, m.path("finetuned")))
+    meta = {"report": row, "config": workdir_lib.config_dict(config)}
+    paths = [m.path("export")] + ([os.path.join("export", "model.msgpack")]
+                                  if m.name and m.index == len(members) - 1 else [])
+    for path in paths:
+      export.save(os.path.join(workdir, path), tuned.params, tuned.arch, tuned.masks, meta=meta)
+  book.mark(m.stage("export"))
+  measured = book.done.get(m.stage("latency"), {}).get("measured")
+  return dict(row, **({"latency_measured": measured} if measured else {}),
+              **({"member": m.name} if m.name else {}))
+
+
 def train_and_evaluate(config, workdir: str, restart: bool = False,
                        distributed: Optional[dict] = None) -> dict:
   """Runs (or resumes) every stage in `workdir` and returns the final report dict.
@@ -399,59 +532,33 @@ def train_and_evaluate(config, workdir: str, restart: bool = False,
        f"{budget.describe()}; {jax.device_count()} {jax.default_backend()} device(s), "
        f"{jax.process_count()} host(s); workdir {workdir}")
 
-  # --- search + finalise
+  members = members_of(config, budget)
+
+  # --- search + finalise (every family member on the way down)
   if "search" not in book.done:
     t0 = time.time()
-    info = run_search_stage(config, workdir, arch, budget, mesh, writer, images)
+    info = run_search_stage(config, workdir, arch, budget, mesh, writer, images, members, book)
     book.mark("search", steps=info["steps"], report=info["report"], seconds=time.time() - t0)
-  search_info = book.done["search"]
 
-  # --- finetune
-  if "finetune" not in book.done:
-    t0 = time.time()
-    info = run_finetune_stage(config, workdir, mesh, writer, images)
-    book.mark("finetune", steps=info["steps"], seconds=time.time() - t0)
-  finetune_steps = book.done["finetune"].get("steps", int(config.finetune.steps))
+  # --- per model, in order (a user may stop after the members they need):
+  # finetune, evaluate (again when the eval settings changed), latency, export
+  rows = []
+  for m in members:
+    rows.append(run_member(config, workdir, arch, m, members, book, mesh, writer, images))
+  report = dict(rows[-1], family=rows) if len(members) > 1 else rows[-1]
 
-  # --- evaluate (again when the eval sets changed: the report must say what was scored)
-  recorded = book.done.get("evaluate", {}).get("settings")
-  if "evaluate" in book.done and recorded is not None and recorded != eval_settings(config):
-    _say("[evaluate] the eval settings changed; scoring again.")
-    book.forget("evaluate", "export")
-  if "evaluate" not in book.done:
-    t0 = time.time()
-    results = run_evaluate_stage(config, workdir)
-    book.mark("evaluate", results={k: v["summary"] for k, v in results.items()},
-              settings=eval_settings(config), seconds=time.time() - t0)
-  eval_results = {k: {"summary": v} for k, v in book.done["evaluate"]["results"].items()}
-
-  # --- latency (measured once per run: a timing, kept out of the export)
-  if config.report.measure_latency and "latency" not in book.done:
-    measured = measure_latency(config, workdir) if _is_main() else {}
-    book.mark("latency", measured=measured)
-    if measured:
-      _say(f"[latency] {1e3 * measured['seconds']:.1f} ms vs dense {1e3 * measured['dense_seconds']:.1f} ms "
-           f"({100 * measured['ratio']:.1f} %) per {measured['lr_hw'][0]}x{measured['lr_hw'][1]} LR image")
-
-  # --- export + report
-  report = build_report(arch, budget, search_info, finetune_steps, eval_results)
-  measured = book.done.get("latency", {}).get("measured")
   if _is_main():
-    tuned = export.load(os.path.join(workdir, "finetuned", "model.msgpack"))
-    export.save(os.path.join(workdir, "export", "model.msgpack"), tuned.params, tuned.arch,
-                tuned.masks, meta={"report": report,
-                                   "config": workdir_lib.config_dict(config)})
-    seconds = {s: book.done[s].get("seconds") for s in ("search", "finetune", "evaluate")}
-    full = dict(report, **({"latency_measured": measured} if measured else {}))
+    seconds = {s: book.done[s].get("seconds") for s in book.done if "seconds" in book.done[s]}
     with open(os.path.join(workdir, "report.json"), "w") as f:
-      json.dump(dict(full, stage_seconds=seconds), f, indent=1)
-    text = format_report(full)
+      json.dump(dict(report, stage_seconds=seconds), f, indent=1)
+    text = format_report(report)
     with open(os.path.join(workdir, "report.txt"), "w") as f:
       f.write(text + "\n")
     writer.flush()
     plots = plot_run(workdir, budget.targets().get("total"), budget.metric)
+    if len(members) > 1:
+      plots += plot_family(workdir, rows, str(config.report.baselines))
     print("\n" + text + "\n", flush=True)
     print(f"export: {os.path.join(workdir, 'export', 'model.msgpack')}; plots: "
           f"{', '.join(plots)}", flush=True)
-  book.mark("export")
   return report

@@ -26,7 +26,7 @@ NEUTRAL_FIELDS = frozenset({
     "search.log_every", "search.checkpoint_every", "search.max_steps",
     "finetune.log_every", "finetune.checkpoint_every",
     "data.eval_sets", "data.eval_max_images", "data.data_dir", "distributed",
-    "report.measure_latency", "report.latency_repeats",
+    "report.measure_latency", "report.latency_repeats", "report.baselines",
 })
 
 

@@ -85,7 +85,7 @@ def finished_run(repo_root, tmp_path_factory):
 def test_every_stage_runs_and_report_matches_counter(repo_root, finished_run):
   workdir, stdout = finished_run
   stages = json.loads((workdir / "stages.json").read_text())
-  assert set(stages) == {"search", "finetune", "evaluate", "export"}
+  assert set(stages) == {"search", "finetune", "evaluate", "latency", "export"}
   report = json.loads((workdir / "report.json").read_text())
   assert "FMP result" in stdout and "bicubic" in stdout
   # The export loads without the training code and its counts agree with tools/count.py.
