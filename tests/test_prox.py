@@ -142,3 +142,15 @@ def test_an_entry_whose_removal_would_overshoot_waits_and_cheaper_ones_go():
   # crossing within max_cross that never comes).
   out, _, _ = Prox(**args)(lat, targets(channel=t), jnp.float32(t))
   np.testing.assert_allclose(out["channels"]["b"], [0.9, 0.02, 0.03, 0.9])
+
+
+@pytest.mark.parametrize("weight_l1", [0.0, 0.5])
+def test_the_landings_masks_are_those_of_the_step(weight_l1):
+  rng = np.random.default_rng(0)
+  u = {"l": jnp.asarray(np.where(rng.random(5000) < 0.3, rng.uniform(0, 0.06, 5000),
+                                 rng.normal(0, 1, 5000)), jnp.float32).at[:7].set(0.0)}
+  p = prox(weight_l1=weight_l1)
+  for alpha in (0.0, 1e-6, 0.137, 0.5, 0.93, 1.0):
+    a = jnp.float32(alpha)
+    want = (np.asarray(p.weights(u, a)["l"]) != 0).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(p.weight_masks(u, a)["l"]), want)

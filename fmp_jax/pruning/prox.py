@@ -25,6 +25,7 @@ import dataclasses
 import math
 from typing import Callable, Mapping, Optional
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -92,6 +93,17 @@ class Prox:
     return masks_lib.prox_weights(indicators, alpha * self.eta * self.weight_l1,
                                   alpha * self.dead_zone)
 
+  def weight_masks(self, indicators, alpha):
+    """The 0/1 masks of `weights(indicators, alpha)`, for the landing's many evaluations.
+
+    Without an l1 threshold the step only zeroes what lies in the dead zone, so the mask
+    is 1[|u| > alpha * prune_threshold]: one comparison per weight instead of the whole
+    shrink (the same floats compared, so the same masks)."""
+    if self.weight_l1 != 0.0:
+      return masks_lib.hard(self.weights(indicators, alpha))
+    bound = alpha * self.dead_zone
+    return jax.tree.map(lambda u: (jnp.abs(u) > bound).astype(jnp.float32), indicators)
+
   def land(self, q_of_alpha: Callable, target, may_cross: bool = True):
     return pace.landing_alpha(q_of_alpha, target, self.landing_tol, self.landing_iters,
                               may_cross, self.max_cross)
@@ -108,7 +120,7 @@ class Prox:
     measured = lambda g: "total" if g == "floor" else g
     q_c = measured(gov_c)
     if self.criterion.joint:
-      weights_at = lambda a: self.weights(hw, a)
+      weights_at = lambda a: self.weight_masks(hw, a)
     else:
       fixed = None if q_c == "channel" else hw
       weights_at = lambda a: fixed
@@ -118,7 +130,8 @@ class Prox:
                     target(gov_c), may_cross=may_cross)
     channels = self.channels(hc, a_c, held)
     q_w = measured(gov_w)
-    a_w = self.land(lambda a: self.measure(channels, self.weights(hw, a))[q_w], target(gov_w))
+    a_w = self.land(lambda a: self.measure(channels, self.weight_masks(hw, a))[q_w],
+                    target(gov_w))
     return {"channels": channels, "weights": self.weights(hw, a_w)}, a_c, a_w
 
 
