@@ -9,6 +9,7 @@ with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (`reexec_with_hugepages`), as
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import sys
@@ -65,6 +66,25 @@ def measure_model(params: Mapping, arch: Arch, lr_hw: tuple[int, int], repeats: 
   return median_seconds(fn, x, repeats=repeats)
 
 
+def _min_over_passes(calls: Mapping, repeats: int, passes: int) -> dict:
+  """key -> the fastest, over `passes` rounds (alternating order), of the median of `repeats`
+  calls of fn(*args); every entry is warmed up once first."""
+  for fn, args in calls.values():
+    jax.block_until_ready(fn(*args))
+  best = {}
+  keys = list(calls)
+  for k in range(passes):
+    for key in (keys if k % 2 == 0 else keys[::-1]):
+      fn, args = calls[key]
+      times = []
+      for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+      best[key] = min(best.get(key, math.inf), statistics.median(times))
+  return best
+
+
 def _subsample(widths: list[int], narrow: int, max_points: Optional[int]) -> list[int]:
   """All narrow widths, and at most `max_points` of the wider ones, evenly, full width kept."""
   low = [w for w in widths if w <= narrow]
@@ -85,11 +105,13 @@ def check_supported(arch: Arch) -> None:
 
 
 def build_table(arch: Arch, lr_hw: Optional[tuple[int, int]] = None, precision: str = "float32",
-                repeats: int = 5, max_points: Optional[int] = None,
+                repeats: int = 5, max_points: Optional[int] = None, passes: int = 2,
                 progress: Callable[[str], None] = print) -> LatencyTable:
   """Times `arch`'s blocks and the rest of its forward pass on this device (module docstring
   of `fmp_jax.pruning.latency`). lr_hw: LR input (default: the 1280x720 HR convention);
-  max_points: at most this many padded widths per axis above the narrow ones (None: all)."""
+  max_points: at most this many padded widths per axis above the narrow ones (None: all);
+  passes: rounds over every entry (each the median of `repeats` calls), the fastest kept,
+  so a moment of load on the machine spoils one round of an entry, not the table."""
   arch = arch.dense()
   check_supported(arch)
   lr_hw = tuple(lr_hw or complexity.lr_size_for(arch.scale))
@@ -100,36 +122,46 @@ def build_table(arch: Arch, lr_hw: Optional[tuple[int, int]] = None, precision: 
   rng = np.random.default_rng(0)
   t_start = time.time()
 
-  def one_block_arch(s, i):
-    return arch.__class__(**dict(arch.to_dict(), blocks=1, widths={"stream": s,
-                                                                    "block_0.inner": i}))
+  def model_arch(s, i, blocks):
+    return arch.__class__(**dict(arch.to_dict(), blocks=blocks, widths=dict(
+        {"stream": s}, **{f"block_{b}.inner": i for b in range(blocks)})))
 
   block_fn = jax.jit(lambda p, x: block_forward(x, FastBlockOps(p, dtype)))
-  block = np.zeros((len(grid), len(grid)))
-  for a, s in enumerate(grid):
-    x = jax.device_put(rng.random((1, lr_hw[0], lr_hw[1], s), np.float32).astype(dtype))
-    for b, i in enumerate(grid):
-      p = jax.device_put(init_params(one_block_arch(s, i), seed=1)["block_0"])
-      exe = block_fn.lower(p, x).compile()
-      block[a, b] = median_seconds(exe, p, x, repeats=repeats)
-    progress(f"[profile] stream {s:>4}: block {1e3 * block[a].min():.1f}-"
-             f"{1e3 * block[a].max():.1f} ms over inner widths {grid[0]}..{grid[-1]} "
+  inputs = {s: jax.device_put(rng.random((1, lr_hw[0], lr_hw[1], s), np.float32).astype(dtype))
+            for s in grid}
+  blocks = {}
+  for s in grid:
+    for i in grid:
+      p = jax.device_put(init_params(model_arch(s, i, 1), seed=1)["block_0"])
+      blocks[s, i] = (block_fn.lower(p, inputs[s]).compile(), p, inputs[s])
+    progress(f"[profile] stream {s:>4}: {len(grid)} blocks compiled "
              f"({time.time() - t_start:.0f} s)")
-  rest = np.zeros(len(grid))
+  # The rest at stream width S: a whole model of the table's depth at uniform width S, minus
+  # its blocks, so the blocks' cost inside a chain (not only alone) is in the table and every
+  # uniform model is predicted by a measurement of itself.
+  wholes = {}
+  for s in grid:
+    a = model_arch(s, s, arch.blocks)
+    fn, x, _ = upscaler_call(init_params(a, seed=1), a, lr_hw, precision, channel_multiple=1)
+    wholes[s] = (fn, x)
+  progress(f"[profile] {len(grid)} uniform models compiled ({time.time() - t_start:.0f} s)")
+  times = _min_over_passes({**{("block",) + k: (fn, (p, x)) for k, (fn, p, x) in blocks.items()},
+                            **{("whole", s): (fn, (x,)) for s, (fn, x) in wholes.items()}},
+                           repeats, passes)
+  block = np.array([[times["block", s, i] for i in grid] for s in grid])
+  rest = np.array([times["whole", s] - arch.blocks * block[a, a] for a, s in enumerate(grid)])
   for a, s in enumerate(grid):
-    small = one_block_arch(s, s)
-    fn, x, _ = upscaler_call(init_params(small, seed=1), small, lr_hw, precision,
-                             channel_multiple=1)
-    rest[a] = median_seconds(fn, x, repeats=repeats) - block[a, a]
-  progress(f"[profile] rest (head, body end, upsampler): {1e3 * rest.min():.1f}-"
-           f"{1e3 * rest.max():.1f} ms ({time.time() - t_start:.0f} s)")
+    progress(f"[profile] stream {s:>4}: block {1e3 * block[a].min():.1f}-"
+             f"{1e3 * block[a].max():.1f} ms over inner widths {grid[0]}..{grid[-1]}, "
+             f"rest {1e3 * rest[a]:.1f} ms")
   table = LatencyTable(
       arch=arch, lr_hw=lr_hw, precision=precision, device=device_info(),
       versions={"jax": jax.__version__, "jaxlib": jaxlib.__version__},
       channel_multiple=multiple, narrow=narrow, grid={"stream": grid, "inner": grid},
       block=block, rest=rest)
   dense_measured = measure_model(init_params(arch, seed=1), arch, lr_hw, repeats, precision)
-  table.meta = {"repeats": repeats, "max_points": max_points, "seconds": time.time() - t_start,
+  table.meta = {"repeats": repeats, "passes": passes, "max_points": max_points,
+                "seconds": time.time() - t_start,
                 "dense_measured": dense_measured, "dense_predicted": table.dense(),
                 "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
   progress(f"[profile] dense {arch.model.upper()}-{arch.blocks}-{arch.channels}: predicted "

@@ -49,5 +49,10 @@ def test_quick_ablation(repo_root, tmp_path):
   # A second run finds every arm in the cache and gives the same table.
   logs = sorted(os.listdir(tmp_path / "cache"))
   _, again = run_bench(repo_root, tmp_path)
-  assert again["summary"] == result["summary"]
+  # Every run is re-timed side by side on each invocation, so only the measured latency
+  # may differ; everything trained and counted comes from the cache unchanged.
+  def untimed(summary):
+    return [{k: v for k, v in row.items() if k != "latency_ratio"} for row in summary]
+  assert untimed(again["summary"]) == untimed(result["summary"])
+  assert all(row["latency_ratio"] > 0 for row in again["summary"])
   assert sorted(os.listdir(tmp_path / "cache")) == logs

@@ -144,3 +144,34 @@ def test_a_latency_budget_below_the_floor_is_refused_up_front(tmp_path):
   with pytest.raises(BudgetError, match=r"keeps 25\.0 % of its latency.*at least 0\.250"):
     fmp_jax.prune(fmp_jax.init_params(ARCH), Budget(0.2, metric="latency", latency_table=path),
                   arch=ARCH, data=photo_batches(batch=2), steps=5)
+
+
+def test_built_table_takes_the_rest_from_whole_models_of_the_tables_depth(monkeypatch):
+  """build_table's assembly, with the clock replaced: blocks alone at block(S, I) = 10 S + I
+  ms and whole uniform models of the table's depth at rest + depth x block, rest(S) = 3 S ms,
+  must give back exactly the hand table (a depth of 1 in the subtraction would not)."""
+  from fmp_jax import profiling
+  seen = {}
+
+  def fake_times(calls, repeats, passes):
+    seen.update(calls)
+    out = {}
+    for key in calls:
+      if key[0] == "block":
+        out[key] = 1e-3 * (10 * key[1] + key[2])
+      else:
+        s = key[1]
+        out[key] = 1e-3 * (3 * s + ARCH.blocks * (10 * s + s))
+    return out
+
+  monkeypatch.setattr(profiling, "_min_over_passes", fake_times)
+  monkeypatch.setattr(profiling, "default_channel_multiple", lambda: 8)
+  table = profiling.build_table(ARCH, (16, 16), repeats=1, passes=1, progress=lambda _: None)
+  want = hand_table(arch=ARCH)
+  assert table.grid == want.grid
+  assert {k[0] for k in seen} == {"block", "whole"} and len(seen) == len(GRID) ** 2 + len(GRID)
+  np.testing.assert_allclose(table.block, want.block, rtol=1e-12)
+  np.testing.assert_allclose(table.rest, want.rest, rtol=1e-12, atol=1e-15)
+  assert table.predict({"stream": 10, "block_0.inner": 5, "block_1.inner": 3}) == \
+      pytest.approx(0.379)
+  assert table.meta["passes"] == 1 and table.meta["dense_measured"] > 0

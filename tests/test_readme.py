@@ -12,6 +12,7 @@ SHRINK = [
     ("patch_size=48, batch_size=16, seed=0)", "patch_size=16, batch_size=2, seed=0)"),
     ("arch=arch, data=train)", "arch=arch, data=train, config=dict(pace_steps=30, hyper_embed=4))"),
     ("bundled_patches(arch.scale, 48, 16, seed=1), steps=10_000", "bundled_patches(arch.scale, 16, 2, seed=1), steps=3"),
+    ("data=train, steps=2000)", "data=train, steps=400, config=dict(pace_steps=30, hyper_embed=4))"),
 ]
 
 
@@ -30,6 +31,20 @@ def notebook_block_promises(namespace, tmp_path):
   assert (tmp_path / "model.msgpack").exists()
 
 
+def family_block_promises(namespace, tmp_path):
+  """The family block: three members, each landed at or under its keep (at most 3 points
+  under), taken in order on the way down one search, each a smaller model."""
+  family = namespace["family"]
+  assert [m.report["budget"]["keep"] for m in family] == [0.5, 0.3, 0.15]
+  steps = [m.report["steps"] for m in family]
+  assert steps == sorted(steps) and len(set(steps)) == 3
+  for member, keep in zip(family, (0.5, 0.3, 0.15)):
+    assert member.report["converged"]
+    assert keep - 0.03 - 1e-9 <= member.report["flops_ratio"] <= keep + 1e-9
+  params = [m.report["params"] for m in family]
+  assert params[0] > params[1] > params[2]
+
+
 def export_block_promises(namespace, tmp_path):
   """The export block: it loaded what the notebook block saved and upscaled a (1, H, W, 3) batch."""
   import jax
@@ -45,7 +60,7 @@ def export_block_promises(namespace, tmp_path):
 
 # One checker per ```python block, in README order, each run right after its block (a later
 # block may rebind the names an earlier one set, e.g. `sr`).
-PROMISES = [notebook_block_promises, export_block_promises]
+PROMISES = [notebook_block_promises, family_block_promises, export_block_promises]
 
 
 def test_readme_python_blocks_run(repo_root, tmp_path, monkeypatch):

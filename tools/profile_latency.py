@@ -31,6 +31,8 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/
 _OUT = flags.DEFINE_string("out", None, "Where to write the table (JSON).")
 _LR_SIZE = flags.DEFINE_string("lr_size", None, "LR input as HxW (default: 1280x720 HR).")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per entry (median).")
+_PASSES = flags.DEFINE_integer(
+    "passes", 2, "Rounds over every entry; each entry keeps its fastest round's median.")
 _MAX_POINTS = flags.DEFINE_integer(
     "max_points", 0, "At most this many padded widths per axis above the narrow ones "
     "(0: every one); predictions interpolate in between.")
@@ -67,7 +69,7 @@ def main(argv):
     arch = Arch.from_config(config.model)
     lr_hw = parse_lr_size(_LR_SIZE.value) if _LR_SIZE.value else None
     table = profiling.build_table(arch, lr_hw, _PRECISION.value, _REPEATS.value,
-                                  _MAX_POINTS.value or None)
+                                  _MAX_POINTS.value or None, passes=_PASSES.value)
   except (ArchError, LatencyTableError) as e:
     raise SystemExit(f"profile_latency.py: {e}")
   table.save(out)
