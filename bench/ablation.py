@@ -245,7 +245,7 @@ def _flops_keep_at_latency(params, arch, budget, data_, spec, search_cfg, seed) 
   import numpy as np
   import fmp_jax
   from fmp_jax.pruning.latency import LatencyTable
-  table = LatencyTable.load(budget.latency_table)
+  table = LatencyTable.load(budget.latency_table, allow_other_device=True)
   from fmp_jax.pruning import search, settings as settings_lib, state as state_lib
   settings = settings_lib.SearchSettings.from_config(search_cfg)
   state = state_lib.init_state(arch, params, settings, seed=seed)
@@ -513,6 +513,9 @@ def main(argv=None):
   if args.metric == "latency":
     budget["latency_table"] = os.path.abspath(
         args.latency_table or _latency_table(args.cache, arch))
+    # Runs are pinned to one core each (--jobs), so a worker sees "1 core" where the table
+    # (built here on every core, as the final timing runs) says more: the same machine.
+    budget["latency_any_device"] = True
   planned = args.search_steps or int(recipe["search"].get("pace_steps") or 0)
   if planned <= 0 or planned >= args.steps:
     raise SystemExit(f"phase-1 length S={planned} must be in (0, T={args.steps}); pass "
