@@ -323,7 +323,12 @@ def _latency_table(cache: str, arch_spec: dict) -> str:
     pass
   os.makedirs(cache, exist_ok=True)
   print(f"building the latency table {path} (tools/profile_latency.py) ...", flush=True)
-  profiling.build_table(a).save(path)
+  table = profiling.build_table(a)
+  if table.meta["warnings"]:
+    # A table timed on a busy machine misplaces every budget of the runs that follow.
+    raise SystemExit("the latency table looks spoiled by load on the machine; nothing was "
+                     "saved or run:\n  " + "\n  ".join(table.meta["warnings"]))
+  table.save(path)
   return path
 
 

@@ -167,7 +167,22 @@ def build_table(arch: Arch, lr_hw: Optional[tuple[int, int]] = None, precision: 
   progress(f"[profile] dense {arch.model.upper()}-{arch.blocks}-{arch.channels}: predicted "
            f"{1e3 * table.dense():.1f} ms, measured {1e3 * dense_measured:.1f} ms; "
            f"{time.time() - t_start:.0f} s in all")
+  table.meta["warnings"] = table_warnings(table)
+  for w in table.meta["warnings"]:
+    progress(f"[profile] WARNING: {w}")
   return table
+
+
+def table_warnings(table: LatencyTable, tolerance: float = 0.1) -> list[str]:
+  """What says a table was timed on a busy machine: the dense model predicted far from its
+  own measurement, taken after the table's rounds. (A negative rest is no such sign: a block
+  inside the whole model can run faster than the same block timed alone.)"""
+  measured, predicted = table.meta.get("dense_measured"), table.dense()
+  if measured and abs(predicted / measured - 1) > tolerance:
+    return [f"the dense model is predicted at {1e3 * predicted:.1f} ms and measured at "
+            f"{1e3 * measured:.1f} ms ({100 * (predicted / measured - 1):+.0f} %): was the "
+            "machine busy? Rebuild the table on an idle machine."]
+  return []
 
 
 def random_widths(arch: Arch, rng: np.random.Generator, low: int = 4) -> dict[str, int]:
@@ -177,4 +192,4 @@ def random_widths(arch: Arch, rng: np.random.Generator, low: int = 4) -> dict[st
 
 
 __all__ = ["build_table", "measure_model", "median_seconds", "random_widths",
-           "reexec_with_hugepages", "run_width", "upscaler_call"]
+           "reexec_with_hugepages", "run_width", "table_warnings", "upscaler_call"]

@@ -175,3 +175,19 @@ def test_built_table_takes_the_rest_from_whole_models_of_the_tables_depth(monkey
   assert table.predict({"stream": 10, "block_0.inner": 5, "block_1.inner": 3}) == \
       pytest.approx(0.379)
   assert table.meta["passes"] == 1 and table.meta["dense_measured"] > 0
+
+
+def test_a_table_timed_on_a_busy_machine_is_flagged():
+  from fmp_jax.profiling import table_warnings
+  t = hand_table()
+  t.meta["dense_measured"] = 0.400            # the hand table predicts 400 ms exactly
+  assert table_warnings(t) == []
+  t.meta["dense_measured"] = 0.380            # 5 % off: within the tolerance
+  assert table_warnings(t) == []
+  t.meta["dense_measured"] = 0.600            # predicted 33 % under its own measurement
+  (w,) = table_warnings(t)
+  assert "400.0 ms" in w and "600.0 ms" in w and "-33 %" in w
+  t.meta["dense_measured"] = 0.400
+  t.rest = -np.asarray(t.rest)                # a negative rest alone is no sign of load
+  t.meta["dense_measured"] = t.dense()
+  assert table_warnings(t) == []

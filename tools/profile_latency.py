@@ -74,7 +74,8 @@ def main(argv):
     raise SystemExit(f"profile_latency.py: {e}")
   table.save(out)
   print(f"wrote {out}: {table.device['kind']}, LR {table.lr_hw[0]}x{table.lr_hw[1]}, "
-        f"{len(table.grid['stream'])} x {len(table.grid['inner'])} block entries")
+        f"{len(table.grid['stream'])} x {len(table.grid['inner'])} block entries"
+        + (f" ({len(table.meta['warnings'])} warning(s) above)" if table.meta["warnings"] else ""))
 
 
 if __name__ == "__main__":
