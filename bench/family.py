@@ -2,6 +2,7 @@
 
   python bench/family.py                                  # ESRB-3-32 x2, keeps 0.5,0.3,0.15, 3 seeds
   python bench/family.py --keeps 0.5,0.3 --seeds 1 --json fam.json --plot fam.png
+  python bench/family.py --first-seed 1 --seeds 2 --include fam.json   # add seeds 1, 2 to fam.json's
 
 Arms (bench/ablation.py's recipe, data and caching; every model gets the same number of
 fine-tune steps F, by default T - S of the ablation = 2990):
@@ -42,7 +43,7 @@ def specs_for(args, recipe, arch, keeps, finetune_steps):
                                                                    args.steps // 2),
               recipe=recipe, channel_keep=None, finetune_steps=finetune_steps)
   specs = []
-  for seed in range(args.seeds):
+  for seed in range(args.first_seed, args.first_seed + args.seeds):
     specs.append(dict(base, arm="fmp_family", seed=seed, family=list(keeps)))
     for keep in keeps:
       b = {"keep": keep, "metric": "flops"}
@@ -55,6 +56,26 @@ def specs_for(args, recipe, arch, keeps, finetune_steps):
         spec.pop("max_search_steps")
         specs.append(spec)
   return specs
+
+
+def included_runs(paths, settings, new_seeds):
+  """Rows of earlier --json files made with the same settings (e.g. seed 0 of a run now extended)."""
+  rows = []
+  for path in paths:
+    with open(path) as f:
+      saved = json.load(f)
+    theirs = {k: saved["settings"].get(k) for k in settings if k != "seeds"}
+    mine = {k: v for k, v in settings.items() if k != "seeds"}
+    if theirs != mine:
+      diff = ", ".join(f"{k}: {theirs[k]} there, {mine[k]} now" for k in mine
+                       if theirs[k] != mine[k])
+      raise SystemExit(f"--include {path}: made with other settings ({diff}).")
+    seeds = {r["seed"] for r in saved["runs"]}
+    if seeds & (set(new_seeds) | {r["seed"] for r in rows}):
+      raise SystemExit(f"--include {path}: seed(s) {sorted(seeds)} are already in this run; "
+                       "use --first-seed to run other seeds.")
+    rows.extend(saved["runs"])
+  return rows
 
 
 def flatten(rows):
@@ -131,6 +152,9 @@ def main(argv=None):
   p.add_argument("--scale", type=int, default=2)
   p.add_argument("--keeps", default="0.5,0.3,0.15", help="descending kept FLOPs fractions")
   p.add_argument("--seeds", type=int, default=3)
+  p.add_argument("--first-seed", type=int, default=0, help="run seeds first..first+seeds-1")
+  p.add_argument("--include", action="append", default=[], metavar="JSON",
+                 help="add the runs of an earlier --json with the same settings (other seeds)")
   p.add_argument("--steps", type=int, default=3390, help="the ablation's T (sets F = T - S)")
   p.add_argument("--search-steps", type=int, default=None, help="S (default: pace_steps)")
   p.add_argument("--finetune-steps", type=int, default=None, help="F (default: T - S)")
@@ -153,6 +177,10 @@ def main(argv=None):
   args.search_steps = args.search_steps or int(recipe["search"]["pace_steps"])
   finetune = args.finetune_steps or args.steps - args.search_steps
   specs = specs_for(args, recipe, arch, keeps, finetune)
+  settings = {"keeps": keeps, "seeds": args.seeds, "finetune_steps": finetune,
+              "search_steps": args.search_steps, "arch": arch}
+  new_seeds = range(args.first_seed, args.first_seed + args.seeds)
+  earlier = included_runs(args.include, settings, new_seeds)
   cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
   jobs = args.jobs or max(1, cores)
   print(f"family bench: {args.arch.upper()} x{args.scale}, keeps {keeps}, {args.seeds} seed(s), "
@@ -167,13 +195,14 @@ def main(argv=None):
     measured = ablation.time_models(rows, arch)
     for r in rows:
       r["latency_measured_ratio"] = measured[json.dumps(r["widths"], sort_keys=True)]
+  rows = earlier + rows
+  seeds = sorted({r["seed"] for r in rows})
   table, text = summary_table(rows, keeps)
   print()
   print(text)
   fam = [r for r in rows if r["arm"] == "fmp_family"]
   sep = [r for r in rows if r["arm"] == "fmp_total"]
-  fam_search = sum(max(r["search_steps"] for r in fam if r["seed"] == s)
-                   for s in range(args.seeds))
+  fam_search = sum(max(r["search_steps"] for r in fam if r["seed"] == s) for s in seeds)
   sep_search = sum(r["search_steps"] for r in sep)
   deepest = sum(r["search_steps"] for r in sep if abs(r["budget_keep"] - keeps[-1]) < 1e-9)
   print(f"\nsearch steps, summed over seeds: family {fam_search} (one search per seed), separate "
@@ -186,9 +215,8 @@ def main(argv=None):
   print(f"figure: {path}; wall time {(time.time() - t0) / 60:.1f} min")
   if args.json:
     with open(args.json, "w") as f:
-      json.dump({"settings": {"keeps": keeps, "seeds": args.seeds, "finetune_steps": finetune,
-                              "search_steps": args.search_steps, "arch": arch},
-                 "summary": table, "runs": rows}, f, indent=1)
+      json.dump({"settings": dict(settings, seeds=len(seeds)), "summary": table, "runs": rows},
+                f, indent=1)
 
 
 if __name__ == "__main__":
