@@ -137,6 +137,26 @@ def test_a_search_to_a_latency_budget_lands_on_it_with_channels_only(tmp_path, c
   assert r["params_weight_pruned_ratio"] == 0.0        # weight zeros would save no time
 
 
+def test_a_budget_between_two_latency_steps_lands_under_it_instead_of_stalling(tmp_path):
+  # hand_table: every width of 9-16 runs at 16, 5-8 at 8. With the stream at 16 the model is
+  # at least rest 48 + 2 blocks of (160 + 4) = 376 of 400 ms (0.94); the next stream step
+  # (to 8) lands at or under 216 ms (0.54), more than max_overshoot (3 points) under the
+  # budget 0.6: no entry can land within it, so once the pace ends the landing takes the
+  # step rather than wait for ever.
+  path = str(tmp_path / "lat.json")
+  hand_table().save(path)
+  result = fmp_jax.prune(fmp_jax.init_params(ARCH, seed=0),
+                         Budget(0.6, metric="latency", latency_table=path), arch=ARCH,
+                         data=photo_batches(batch=2, seed=5), steps=300,
+                         config=dict(lr=1e-3, hyper_embed=4, latent_lr=0.03, pace_steps=60))
+  assert result.report["converged"]
+  widths = dict(result.arch.widths)
+  assert run_width(widths["stream"], 16, 8, 4) <= 8
+  predicted = hand_table().predict(widths) / hand_table().dense()
+  assert result.report["latency_ratio"] == pytest.approx(predicted)
+  assert predicted <= 0.54
+
+
 def test_a_latency_budget_below_the_floor_is_refused_up_front(tmp_path):
   path = str(tmp_path / "lat.json")
   hand_table().save(path)

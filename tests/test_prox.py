@@ -154,3 +154,55 @@ def test_the_landings_masks_are_those_of_the_step(weight_l1):
     a = jnp.float32(alpha)
     want = (np.asarray(p.weights(u, a)["l"]) != 0).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(p.weight_masks(u, a)["l"]), want)
+
+
+def test_once_the_target_stops_falling_an_entry_that_only_waits_goes_however_far_it_lands():
+  # Group a: 20 per entry, b: 5 per entry (at its floor), 6 weights: dense 51. R_C = 1 is
+  # above the target 0.9; the only removable entry (a: 0.001) lands at 31/51, 29 points
+  # under: more than max_cross, so it waits while the target still falls. Once the target
+  # has stopped falling waiting cannot help, and the step takes it.
+  cost_of = {"a": 20, "b": 5}
+  dense = 20 * 2 + 5 + 6
+
+  def measure2(channels, weights):
+    kept = sum(cost_of[g] * jnp.sum(z != 0) for g, z in channels.items())
+    return {"total": (kept + 6) / dense, "channel": (kept + 6) / dense, "weight": 1.0}
+
+  def removal_cost(channels, weights):
+    return {g: jnp.full(z.shape, cost_of[g] / dense) for g, z in channels.items()}
+
+  lat = {"channels": {"a": jnp.asarray([0.001, 0.9]), "b": jnp.asarray([0.02])},
+         "weights": {"l": jnp.ones(6)}}
+  p = Prox(criterion=criteria.CRITERIA["channel"], measure=measure2, eta=0.1, channel_l1=0.0,
+           weight_l1=0.0, dead_zone=0.05, keep_at_least={"a": 1, "b": 1}, max_drop=10,
+           max_cross=0.03, removal_cost=removal_cost)
+  run = lambda t, settled: p(lat, targets(channel=t), jnp.float32(t), settled)[0]["channels"]
+  waiting = run(0.9, settled=False)
+  np.testing.assert_allclose(waiting["a"], [0.001, 0.9])
+  taken = run(0.9, settled=True)
+  np.testing.assert_allclose(taken["a"], [0.0, 0.9])
+  np.testing.assert_allclose(taken["b"], [0.02])          # at its floor: never removable
+  # Already under the target: nothing to land, settled or not.
+  np.testing.assert_allclose(run(1.01, settled=True)["a"], [0.001, 0.9])
+
+
+def test_the_hold_is_not_lifted_while_another_entry_can_go():
+  # The scene of the held-back test with a settled target: b's entries can still go, so a's
+  # overshooting entry keeps waiting.
+  cost_of = {"a": 20, "b": 5}
+  dense = 20 * 2 + 5 * 4 + 6
+
+  def measure2(channels, weights):
+    kept = sum(cost_of[g] * jnp.sum(z != 0) for g, z in channels.items())
+    return {"total": (kept + 6) / dense, "channel": (kept + 6) / dense, "weight": 1.0}
+
+  removal_cost = lambda c, w: {g: jnp.full(z.shape, cost_of[g] / dense) for g, z in c.items()}
+  lat = {"channels": {"a": jnp.asarray([0.001, 0.9]), "b": jnp.asarray([0.9, 0.02, 0.03, 0.9])},
+         "weights": {"l": jnp.ones(6)}}
+  t = 56 / dense
+  p = Prox(criterion=criteria.CRITERIA["channel"], measure=measure2, eta=0.1, channel_l1=0.0,
+           weight_l1=0.0, dead_zone=0.05, keep_at_least={"a": 1, "b": 1}, max_drop=10,
+           max_cross=0.03, removal_cost=removal_cost)
+  out, _, _ = p(lat, targets(channel=t), jnp.float32(t), True)
+  np.testing.assert_allclose(out["channels"]["a"], [0.001, 0.9])
+  np.testing.assert_allclose(out["channels"]["b"], [0.9, 0.0, 0.0, 0.9])

@@ -211,7 +211,8 @@ def test_budget_met_by_dense_model(params):
 
 
 def test_step_limit_names_budget_and_best(params):
-  with pytest.raises(fmp_jax.BudgetNotReachedError, match=r"keep 10.00 % of flops.*closest"):
+  with pytest.raises(fmp_jax.BudgetNotReachedError,
+                     match=r"keep 10.00 % of flops.*closest.*widths block_0.inner \d+.*stream \d+\)"):
     fmp_jax.prune(params, 0.1, arch=ARCH, data=photo_batches(), steps=3, config=SETTINGS)
 
 

@@ -13,7 +13,8 @@
   jumping past it; when no shortened step makes progress without crossing,
   the smallest crossing step is taken (if `may_cross`), unless it would land
   more than `max_cross` below the target (a coarse cost, such as a latency
-  step of 8 channels): then the step waits, and other entries may come first.
+  step of 8 channels): then the step waits, and other entries may come first
+  (unless `release`: then the smallest crossing step is taken however far).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def scheduled_target(final, step, pace_steps: int, warmup: float):
 
 
 def landing_alpha(q_of_alpha: Callable, target, tol: float, iters: int, may_cross: bool = True,
-                  max_cross: float = float("inf")):
+                  max_cross: float = float("inf"), release=None):
   """Largest alpha in [0, 1] with q(alpha) >= target - tol (see the module docstring)."""
   target = target - TARGET_MARGIN
   goal = target - tol
@@ -56,7 +57,10 @@ def landing_alpha(q_of_alpha: Callable, target, tol: float, iters: int, may_cros
     progress = q_of_alpha(lo) < q_none
     if max_cross == float("inf"):
       return jnp.where(progress, lo, hi)
-    return jnp.where(progress | (q_of_alpha(hi) < target - max_cross), lo, hi)
+    too_far = q_of_alpha(hi) < target - max_cross
+    if release is not None:
+      too_far &= ~release
+    return jnp.where(progress | too_far, lo, hi)
 
   already_met = q_none <= target
   crossing = q_full < goal

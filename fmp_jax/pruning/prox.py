@@ -13,7 +13,13 @@ kind (the criterion's `governs`) at or above its scheduled target
 fraction moves both kinds, so entries go in order of size, whatever their
 kind, without crossing the target; the fine-grained weights then land it.
 When weight zeros do not lower the cost (a latency budget), the channels land
-it: their step may then take the smallest crossing step.
+it: their step may then take the smallest crossing step. A channel entry whose
+removal alone would cross by more than ``max_overshoot`` waits for the target
+to fall; once the target has stopped falling (the pace has ended, or a family
+member holds it) and every removable entry waits, none ever could go: the
+step then takes its smallest crossing step however far it lands (`released`),
+so a coarse cost (latency steps of 8 channels) lands below the budget instead
+of stalling above it.
 
 `Prox` takes the in-graph measurement as a function, so it can be tested
 with hand-made latents and a hand counter.
@@ -88,6 +94,16 @@ class Prox:
     margin = self.measure(vectors, weights)[quantity] - (target - self.max_cross)
     return {g: c > margin for g, c in self.removal_cost(vectors, weights).items()}
 
+  def released(self, vectors: Mapping, held: Mapping, above, settled):
+    """Whether the hold is lifted for this step: the target has stopped falling (`settled`),
+    the quantity is `above` it, and every entry that could go waits (`held`)."""
+    stuck = jnp.bool_(True)
+    for g, z in vectors.items():
+      alive = z != 0
+      removable = alive & (jnp.sum(alive) > self.keep_at_least[g])
+      stuck &= jnp.all(held[g] | ~removable)
+    return stuck & above & settled
+
   def weights(self, indicators, alpha):
     """The weight indicators after a step of fraction `alpha`."""
     return masks_lib.prox_weights(indicators, alpha * self.eta * self.weight_l1,
@@ -104,15 +120,16 @@ class Prox:
     bound = alpha * self.dead_zone
     return jax.tree.map(lambda u: (jnp.abs(u) > bound).astype(jnp.float32), indicators)
 
-  def land(self, q_of_alpha: Callable, target, may_cross: bool = True):
+  def land(self, q_of_alpha: Callable, target, may_cross: bool = True, release=None):
     return pace.landing_alpha(q_of_alpha, target, self.landing_tol, self.landing_iters,
-                              may_cross, self.max_cross)
+                              may_cross, self.max_cross, release)
 
-  def __call__(self, half: Mapping, targets: Mapping, floor):
+  def __call__(self, half: Mapping, targets: Mapping, floor, settled=False):
     """The step from proposed latents `half`: (latents, alpha_channel, alpha_weight).
 
     targets: quantity -> its scheduled target now; floor: the scheduled lowest
-    tested target (what "floor" governs).
+    tested target (what "floor" governs); settled: whether the targets stay where
+    they are after this step (no later step has a lower one).
     """
     hc, hw = half["channels"], half["weights"]
     gov_c, gov_w = self.criterion.governs
@@ -126,8 +143,13 @@ class Prox:
       weights_at = lambda a: fixed
     may_cross = not (self.criterion.joint and self.weights_land)
     held = self.held_back(hc, weights_at(0.0), q_c, target(gov_c)) if may_cross else None
+    release = None
+    if held is not None:
+      above = self.measure(hc, weights_at(0.0))[q_c] > target(gov_c) - pace.TARGET_MARGIN
+      release = self.released(hc, held, above, jnp.asarray(settled))
+      held = {g: h & ~release for g, h in held.items()}
     a_c = self.land(lambda a: self.measure(self.channels(hc, a, held), weights_at(a))[q_c],
-                    target(gov_c), may_cross=may_cross)
+                    target(gov_c), may_cross=may_cross, release=release)
     channels = self.channels(hc, a_c, held)
     q_w = measured(gov_w)
     a_w = self.land(lambda a: self.measure(channels, self.weight_masks(hw, a))[q_w],

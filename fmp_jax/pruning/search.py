@@ -153,9 +153,12 @@ def search_step(ctx: StepContext, state: SearchState, b: Mapping, lr: jax.Array,
   now = {q: pace.scheduled_target(t, at, s.pace_steps, s.pace_warmup)
          for q, t in b["targets"].items()}
   floor = pace.scheduled_target(b["floor"], at, s.pace_steps, s.pace_warmup)
+  floor_next = pace.scheduled_target(b["floor"], at + 1.0, s.pace_steps, s.pace_warmup)
   if "hold" in b:   # a family member not landed yet: the schedule waits for it
     now = {q: jnp.maximum(t, b["hold"][q]) for q, t in now.items()}
     floor = jnp.maximum(floor, b["hold_floor"])
+    floor_next = jnp.maximum(floor_next, b["hold_floor"])
+  settled = floor_next >= floor       # no later step has a lower target
   c_hard = channel_masks_of(state.latents, s.channel_multiple)
 
   gradients = fixed_order_gradients if s.reduction_shards else plain_gradients
@@ -167,7 +170,7 @@ def search_step(ctx: StepContext, state: SearchState, b: Mapping, lr: jax.Array,
                                                        state.latents)
   half = latents_lib.propose(state.latents, lat_updates, s.zero_crossing, s.prune_threshold)
 
-  latents, a_c, a_w = ctx.prox(half, now, floor)
+  latents, a_c, a_w = ctx.prox(half, now, floor, settled)
 
   q_after = ctx.measure(latents["channels"], latents["weights"])
   behind = {q: q_after[q] > now[q] for q in QUANTITIES}
@@ -346,11 +349,13 @@ def run_search(arch: Arch, state: SearchState, budget: Budget, settings: SearchS
     return SearchOutcome(state, step, True, history, taken)
   if raise_if_not_reached:
     last = history[-1] if history else {}
+    kept = channel_masks_of(state.latents, settings.channel_multiple)
+    widths = ", ".join(f"{g} {int(jnp.count_nonzero(m))}" for g, m in sorted(kept.items()))
     raise BudgetNotReachedError(
         f"the budget ({budget.describe()}) was not reached in {max_steps} search steps; the "
         f"closest was {100 * (best[0] or 0):.2f} points above it (last: total "
         f"{100 * last.get('remaining', 1):.2f} %, channel part "
         f"{100 * last.get('channel_remaining', 1):.2f} %, weight part "
-        f"{100 * last.get('weight_remaining', 1):.2f} %). Raise search.max_steps, or the l1 "
-        f"strengths search.channel_l1 / search.weight_l1.")
+        f"{100 * last.get('weight_remaining', 1):.2f} %; widths {widths}). Raise "
+        f"search.max_steps, or the l1 strengths search.channel_l1 / search.weight_l1.")
   return SearchOutcome(state, int(state.step), False, history, taken)
