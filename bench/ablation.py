@@ -254,10 +254,14 @@ def _flops_keep_at_latency(params, arch, budget, data_, spec, search_cfg, seed) 
   class Found(Exception):
     pass
 
+  last = {}
+
   def watch(step, metrics, st):
     z = jax.device_get(st.latents["channels"])
     widths = {g: int(np.count_nonzero(v)) * settings.channel_multiple for g, v in z.items()}
-    if table.predict(widths) <= budget.keep * table.dense():
+    last.update(widths=widths, latency=table.predict(widths) / table.dense(),
+                flops=metrics["flops_ratio"], step=step)
+    if last["latency"] <= budget.keep:
       raise Found(metrics["flops_ratio"])
 
   try:
@@ -265,7 +269,11 @@ def _flops_keep_at_latency(params, arch, budget, data_, spec, search_cfg, seed) 
                       on_step=watch, raise_if_not_reached=False)
   except Found as hit:
     return round(float(hit.args[0]), 4)
-  raise RuntimeError("fmp_flops: the calibration search never reached the latency budget.")
+  raise RuntimeError(
+      f"fmp_flops: the FLOPs-budget search never fits {100 * budget.keep:.1f} % of the latency: "
+      f"it stopped at step {last.get('step')} with {100 * last.get('flops', 1):.1f} % of the "
+      f"FLOPs (the calibration's floor is {100 * low.keep:.0f} %), widths {last.get('widths')}, "
+      f"predicted latency {100 * last.get('latency', 1):.1f} %.")
 
 
 def time_models(rows: list[dict], arch_spec: dict, repeats: int = 5) -> dict:
