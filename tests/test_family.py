@@ -38,6 +38,7 @@ def test_every_member_is_landed_on_its_budget_in_order(family):
     assert fmp_jax.apply(r.params, r.arch, x).shape == (1, 48, 48, 3)
 
 
+@pytest.mark.slow
 def test_without_a_family_the_search_is_the_plain_step_loop():
   """prune() (no family) takes exactly the steps of a hand-written loop over the jitted step."""
   params = fmp_jax.init_params(ARCH, seed=0)

@@ -63,6 +63,7 @@ def export_block_promises(namespace, tmp_path):
 PROMISES = [notebook_block_promises, family_block_promises, export_block_promises]
 
 
+@pytest.mark.slow
 def test_readme_python_blocks_run(repo_root, tmp_path, monkeypatch):
   readme = (repo_root / "README.md").read_text()
   for old, _ in SHRINK:

@@ -16,6 +16,7 @@ ARCH = Arch(blocks=2, channels=16, esa_channels=8, scale=2)
 SHORT = dict(lr=1e-3, hyper_embed=4, latent_lr=0.03, pace_steps=60)
 
 
+@pytest.mark.slow
 def test_fixed_order_gradients_equal_the_plain_ones():
   """reduction_shards=4 changes the order of the sums, not what is summed: the loss, the
   data term, the budget term and every gradient (the budget term's included) agree."""
