@@ -70,7 +70,8 @@ def main():
     small = arch.with_widths(widths)
     params = (bake_masks(exported[i].params, exported[i].masks) if i in exported
               else fmp_jax.init_params(small, seed=1))
-    fn, x, run_arch = profiling.upscaler_call(params, small, table.lr_hw, table.precision)
+    fn, x, run_arch = profiling.upscaler_call(params, small, table.lr_hw, table.precision,
+                                              run_widths=table.plan(widths))
     jax.block_until_ready(fn(x))
     calls.append((fn, x))
   times = [[] for _ in configs]

@@ -152,7 +152,25 @@ def pad_channels(params: Mapping, arch: Arch, multiple: int,
   groups = arch.groups()
   widths = {g: w if w < min_width else min(groups[g].size, multiple * math.ceil(w / multiple))
             for g, w in arch.widths.items()}
-  new_arch = arch.with_widths(widths)
+  return pad_to_widths(params, arch, widths)
+
+
+def pad_to_widths(params: Mapping, arch: Arch, widths: Mapping[str, int]) -> tuple[dict, Arch]:
+  """Zero-pads the named channel groups up to these widths (exact, as `pad_channels`).
+
+  Each width must lie between the group's built width and its full size.
+  Returns (params, arch).
+  """
+  groups = arch.groups()
+  for g, w in widths.items():
+    if g not in groups:
+      raise ValueError(f"run widths: {g!r} is not a channel group of this model "
+                       f"(groups: {', '.join(sorted(groups))}).")
+    if not arch.width(g) <= int(w) <= groups[g].size:
+      raise ValueError(f"run widths: {g} at {w} must lie between its width "
+                       f"{arch.width(g)} and its full size {groups[g].size} (padding only adds "
+                       f"channels).")
+  new_arch = arch.with_widths(dict(arch.widths or {}, **{g: int(w) for g, w in widths.items()}))
   padded: dict = {}
   for layer in complexity.layer_table(new_arch):
     node = get_at(params, layer.path)
@@ -234,6 +252,10 @@ class Upscaler:
       Groups of at most `NARROW_OUT` channels are not padded: they run on
       the narrow paths, which padding would only slow down.
       `self.arch` holds the widths that run.
+    run_widths: group -> width to run it at (`pad_to_widths`, exact), in place
+      of `channel_multiple`: e.g. a latency table's `plan`, which knows where
+      a wider run is faster. An export written with such a plan carries it
+      (`meta["run_widths"]`); `from_export` uses it unless told otherwise.
     precision: "float32", or "bfloat16" to run activations and convolutions
       in bf16 on accelerators (the params stay float32; output is float32).
     fast_paths: run each conv on the path `conv_path` picks for its shape
@@ -245,7 +267,13 @@ class Upscaler:
   def __init__(self, params: Mapping, arch: Arch, tile: Optional[int] = DEFAULT_TILE,
                overlap: Optional[int] = None, tile_batch: int = 1,
                channel_multiple: Optional[int] = None, fast_paths: bool = True,
-               max_call_pixels: Any = "auto", precision: str = "float32"):
+               max_call_pixels: Any = "auto", precision: str = "float32",
+               run_widths: Optional[Mapping[str, int]] = None):
+    if run_widths is not None:
+      if channel_multiple is not None:
+        raise ValueError("Upscaler: give run_widths or channel_multiple, not both.")
+      params, arch = pad_to_widths(params, arch, run_widths)
+      channel_multiple = 1
     if channel_multiple is None:
       channel_multiple = default_channel_multiple()
     if channel_multiple > 1:
@@ -376,7 +404,11 @@ class Upscaler:
 
 
 def from_export(exported, **kwargs) -> Upscaler:
-  """An `Upscaler` for an `fmp_jax.export.Exported` (masks baked in once)."""
+  """An `Upscaler` for an `fmp_jax.export.Exported` (masks baked in once); runs the export's
+  own `meta["run_widths"]` (a latency table's plan) unless kwargs set the padding."""
+  plan = (exported.meta or {}).get("run_widths")
+  if plan and "run_widths" not in kwargs and "channel_multiple" not in kwargs:
+    kwargs["run_widths"] = plan
   return Upscaler(bake_masks(exported.params, exported.masks), exported.arch, **kwargs)
 
 

@@ -49,10 +49,12 @@ def median_seconds(fn: Callable, *args, repeats: int = 5) -> float:
 
 
 def upscaler_call(params: Mapping, arch: Arch, lr_hw: tuple[int, int], precision: str = "float32",
-                  channel_multiple: Optional[int] = None):
-  """(compiled whole-image forward, its device input) as `Upscaler` runs `arch` by default."""
+                  channel_multiple: Optional[int] = None,
+                  run_widths: Optional[Mapping[str, int]] = None):
+  """(compiled whole-image forward, its device input) as `Upscaler` runs `arch` by default
+  (or at `run_widths`, e.g. a latency table's plan)."""
   up = Upscaler(params, arch, tile=None, channel_multiple=channel_multiple, precision=precision,
-                max_call_pixels=None)
+                max_call_pixels=None, run_widths=run_widths)
   shape = (1, lr_hw[0], lr_hw[1], 3)
   x = jax.device_put(np.random.default_rng(0).random(shape, np.float32))
   exe = up.executable(shape)
@@ -60,9 +62,11 @@ def upscaler_call(params: Mapping, arch: Arch, lr_hw: tuple[int, int], precision
 
 
 def measure_model(params: Mapping, arch: Arch, lr_hw: tuple[int, int], repeats: int = 5,
-                  precision: str = "float32") -> float:
-  """Seconds of one whole-image forward pass of `Upscaler` (default paths and padding)."""
-  fn, x, _ = upscaler_call(params, arch, lr_hw, precision)
+                  precision: str = "float32",
+                  run_widths: Optional[Mapping[str, int]] = None) -> float:
+  """Seconds of one whole-image forward pass of `Upscaler` (default paths; default padding,
+  or `run_widths`)."""
+  fn, x, _ = upscaler_call(params, arch, lr_hw, precision, run_widths=run_widths)
   return median_seconds(fn, x, repeats=repeats)
 
 

@@ -235,12 +235,18 @@ def run_search_stage(config, workdir: str, arch: Arch, budget: Budget, mesh, wri
   return {"steps": steps, "report": result.report}
 
 
+def _run_plan(report: dict) -> dict:
+  """{"run_widths": ...} where a latency table chose the widths the model runs at, else {}:
+  `inference.from_export` runs an export at its own plan."""
+  return {"run_widths": report["run_widths"]} if report.get("run_widths") else {}
+
+
 def write_pruned(workdir: str, member: Member, result, steps: int) -> None:
   """The sliced model of `member` right after the search (every process reads it next)."""
   if _is_main():
     export.save(os.path.join(workdir, member.path("pruned")), result.params, result.arch,
                 result.masks, meta={"stage": "search", "search_steps": steps,
-                                    "report": result.report})
+                                    "report": result.report, **_run_plan(result.report)})
   sharding.sync_processes(f"pruned_export_written{member.label}")
 
 
@@ -338,7 +344,8 @@ def build_report(arch: Arch, budget: Budget, search_info: dict, finetune_steps: 
       "model": f"{arch.model.upper()}-{arch.blocks}-{arch.channels} x{arch.scale}",
       "budget": dataclasses.asdict(budget),
       "dense": {"params": r["dense_params"], "flops": r["dense_flops"]},
-      "pruned": {"params": r["params"], "flops": r["flops"], "widths": r["widths"]},
+      "pruned": {"params": r["params"], "flops": r["flops"], "widths": r["widths"],
+                 **({"run_widths": r["run_widths"]} if "run_widths" in r else {})},
       "params_ratio": r["params_ratio"], "flops_ratio": r["flops_ratio"],
       "split": {m: {"channel_pruned_ratio": r[f"{m}_channel_pruned_ratio"],
                     "weight_pruned_ratio": r[f"{m}_weight_pruned_ratio"]}
@@ -360,7 +367,7 @@ def measure_latency(config, workdir: str, member: Member) -> dict:
   lr_hw = complexity.lr_size_for(model.arch.scale)
   repeats = int(config.report.latency_repeats)
   pruned = profiling.measure_model(bake_masks(model.params, model.masks), model.arch, lr_hw,
-                                   repeats)
+                                   repeats, run_widths=model.meta.get("run_widths"))
   dense_arch = model.arch.dense()
   dense = profiling.measure_model(init_params(dense_arch), dense_arch, lr_hw, repeats)
   return {"seconds": pruned, "dense_seconds": dense, "ratio": pruned / dense,
@@ -502,7 +509,8 @@ def run_member(config, workdir: str, arch: Arch, m: Member, members: list, book,
   row = build_report(arch, m.budget, search_info, finetune_steps, eval_results)
   if _is_main():
     tuned = export.load(os.path.join(workdir, m.path("finetuned")))
-    meta = {"report": row, "config": workdir_lib.config_dict(config)}
+    meta = {"report": row, "config": workdir_lib.config_dict(config),
+            **_run_plan(row["pruned"])}
     paths = [m.path("export")] + ([os.path.join("export", "model.msgpack")]
                                   if m.name and m.index == len(members) - 1 else [])
     for path in paths:

@@ -343,3 +343,25 @@ def test_padding_an_edsr_whose_upsampler_follows_the_stream(scale):
   up = inference.Upscaler(params, arch)
   np.testing.assert_allclose(up(x[0]), np.asarray(fmp_jax.apply(params, arch, x))[0],
                              rtol=0, atol=1e-4)
+
+
+def test_run_widths_pad_each_group_to_its_own_width_exactly(pruned_params, tmp_path):
+  plan = {"stream": 16, "block_0.inner": 8, "block_1.inner": 13}
+  up = inference.Upscaler(pruned_params, PRUNED, tile=None, run_widths=plan)
+  assert dict(up.arch.widths) == plan
+  x = lr_image(20, 24)[None]
+  np.testing.assert_allclose(np.asarray(up.forward(x)),
+                             np.asarray(fmp_jax.apply(pruned_params, PRUNED, x)),
+                             rtol=0, atol=1e-5)
+  # An export written with a plan runs at it; explicit padding settings win over it.
+  path = str(tmp_path / "m.msgpack")
+  fmp_jax.save_export(path, pruned_params, PRUNED, meta={"run_widths": plan})
+  assert dict(inference.load_upscaler(path, tile=None).arch.widths) == plan
+  assert dict(inference.load_upscaler(path, tile=None, channel_multiple=1).arch.widths) == \
+      dict(PRUNED.widths)
+  with pytest.raises(ValueError, match="block_0.inner at 4 must lie between its width 5"):
+    inference.Upscaler(pruned_params, PRUNED, run_widths={"block_0.inner": 4})
+  with pytest.raises(ValueError, match="not a channel group"):
+    inference.Upscaler(pruned_params, PRUNED, run_widths={"block_9.inner": 8})
+  with pytest.raises(ValueError, match="not both"):
+    inference.Upscaler(pruned_params, PRUNED, run_widths=plan, channel_multiple=8)

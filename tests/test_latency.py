@@ -76,6 +76,72 @@ def test_cost_model_value_is_the_step_and_gradient_the_interpolant_slope():
   assert q["weight"] == 1.0 and q["total"] == q["channel"] == pytest.approx(0.379 / 0.400)
 
 
+def hilly_table():
+  """hand_table with a slow 8-wide stream: rest(8) = 24 + 200 ms, so a stream of 5-8 channels
+  runs faster padded to 16 (rest 48 + 2 blocks of 160 + I) than at 8 (224 + 2 blocks of
+  80 + I, 16 ms more)."""
+  t = hand_table()
+  t.rest = np.array(t.rest)
+  t.rest[GRID.index(8)] += 0.200
+  return t
+
+
+def test_the_plan_runs_a_slow_width_padded_to_a_faster_one_and_predict_never_rises():
+  t = hilly_table()
+  w = {"stream": 6, "block_0.inner": 5, "block_1.inner": 3}
+  # Stream 6 runs at 8 by the padding rule: 224 + (80 + 8) + (80 + 3) = 395 ms; at 16:
+  # 48 + (160 + 8) + (160 + 3) = 379 ms, the plan.
+  assert t.time_at({"stream": 8, "block_0.inner": 8, "block_1.inner": 3}) == pytest.approx(0.395)
+  assert t.plan(w) == {"stream": 16, "block_0.inner": 8, "block_1.inner": 3}
+  assert t.predict(w) == pytest.approx(0.379)
+  assert t.plan(dict(w, stream=4))["stream"] == 4        # 12 + 2 blocks of 40 + I: no padding
+  # Removing a channel never makes the prediction slower (it may leave it unchanged).
+  rng = np.random.default_rng(0)
+  for _ in range(100):
+    w = {g: int(rng.integers(1, 17)) for g in w}
+    for g in w:
+      if w[g] > 1:
+        assert t.predict(dict(w, **{g: w[g] - 1})) <= t.predict(w) + 1e-12, (w, g)
+
+
+def test_the_cost_models_gradient_crosses_a_slow_width_toward_the_next_fast_one():
+  c = cost.LatencyCost(ARCH, hilly_table())
+  from fmp_jax.pruning.regularizer import straight_through
+  z = {"stream": jnp.ones(16).at[:4].set(0.0),           # stream 12 -> runs at 16
+       "block_0.inner": jnp.ones(16).at[:11].set(0.0),   # 5 -> 8
+       "block_1.inner": jnp.ones(16).at[:13].set(0.0)}   # 3 -> 3
+  value, grad = jax.value_and_grad(lambda m: c.relaxed(straight_through(m)))(z)
+  assert float(value) == pytest.approx(c.exact({g: np.asarray(m) for g, m in z.items()}), rel=1e-6)
+  # Stream runs 4 (12 + 40 + 5 + 40 + 3 = 100 ms, smooth inner widths 5 and 3) and 16 (376 ms)
+  # are efficient, 8 (392 ms) is not: the slope at 12 is (376 - 100) / 12 = 23 ms a channel,
+  # where the raw table, falling from 16 to 8, would push the stream back up.
+  np.testing.assert_allclose(grad["stream"][15], 23e-3, rtol=1e-5)
+  # The relaxed value is the prediction everywhere.
+  rng = np.random.default_rng(1)
+  for _ in range(20):
+    w = {g: int(rng.integers(1, 17)) for g in z}
+    assert float(c._relaxed_widths({g: jnp.float32(v) for g, v in w.items()})) == \
+        pytest.approx(c.table.predict(w), rel=1e-6)
+
+
+def test_a_latency_search_crosses_a_width_that_runs_slower_than_a_wider_one(tmp_path):
+  # hilly_table: streams 5-16 all run at 16 (376 ms or more of 400 with inner widths at 4);
+  # only a stream of at most 4 (at most 124 ms) fits 0.6: the search must go through the
+  # slow 8 to get there.
+  path = str(tmp_path / "lat.json")
+  hilly_table().save(path)
+  result = fmp_jax.prune(fmp_jax.init_params(ARCH, seed=0),
+                         Budget(0.6, metric="latency", latency_table=path), arch=ARCH,
+                         data=photo_batches(batch=2, seed=5), steps=300,
+                         config=dict(lr=1e-3, hyper_embed=4, latent_lr=0.03, pace_steps=60))
+  assert result.report["converged"]
+  assert result.arch.width("stream") <= 4
+  t = hilly_table()
+  assert result.report["latency_ratio"] == pytest.approx(t.predict(dict(result.arch.widths)) /
+                                                         t.dense())
+  assert result.report["run_widths"] == t.plan(dict(result.arch.widths))
+
+
 def test_table_round_trips_and_refuses_another_device_or_model(tmp_path):
   path = str(tmp_path / "lat.json")
   hand_table().save(path)

@@ -86,7 +86,8 @@ def main(argv):
     except LatencyTableError as e:
       raise SystemExit(f"count.py: {e}")
     widths = dict(arch.widths or {})
-    result.update(latency_predicted_ratio=table.predict(widths) / table.dense(),
+    plan = table.plan(widths)
+    result.update(run_widths=plan, latency_predicted_ratio=table.predict(widths) / table.dense(),
                   latency_predicted_seconds=table.predict(widths),
                   latency_table_lr_size=list(table.lr_hw))
   if _MEASURE.value:
@@ -94,7 +95,11 @@ def main(argv):
     from fmp_jax.models import bake_masks, init_params
     params = (bake_masks(exported.params, exported.masks) if _EXPORT.value
               else init_params(arch))
-    mine = profiling.measure_model(params, arch, lr_hw, _REPEATS.value)
+    # Run where the table (given) or the export (written by a latency search) says is fastest.
+    run_widths = result.get("run_widths") or (exported.meta.get("run_widths")
+                                              if _EXPORT.value else None)
+    mine = profiling.measure_model(params, arch, lr_hw, _REPEATS.value,
+                                   run_widths=run_widths if arch.widths else None)
     base = profiling.measure_model(init_params(arch.dense()), arch.dense(), lr_hw, _REPEATS.value)
     result.update(latency_measured_seconds=mine, dense_latency_measured_seconds=base,
                   latency_measured_ratio=mine / base)

@@ -88,6 +88,8 @@ def sparsity_report(params: Mapping, arch: Arch, masks: Optional[Mapping] = None
     table = (latency_table if isinstance(latency_table, LatencyTable)
              else LatencyTable.load(latency_table, allow_other_device=True))
     seconds, dense = table.predict(report["widths"]), table.dense()
+    # The widths the prediction runs at: where the table has a wider run faster, that one.
+    report["run_widths"] = table.plan(report["widths"])
     report.update(latency_seconds=seconds, dense_latency_seconds=dense,
                   latency_ratio=seconds / dense, latency_lr_hw=list(table.lr_hw),
                   latency_channel_pruned_ratio=1.0 - seconds / dense,

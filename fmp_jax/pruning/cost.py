@@ -142,23 +142,39 @@ class CountCost(CostModel):
     return sum(p for p, _ in rows), sum(m for _, m in rows)
 
 
-def _interp_jnp(grid, values, x):
-  """(value at x, piecewise-linear in `grid`), differentiable in x; clamped outside."""
-  g = jnp.asarray(grid, jnp.float32)
-  k = jnp.clip(jnp.searchsorted(g, x, side="left"), 1, len(grid) - 1)
-  g0, g1 = g[k - 1], g[k]
-  t = (x - g0) / (g1 - g0)
+def _through_efficient(xs, values, efficient):
+  """Per row of `values` (.., len(xs)): the piecewise-linear curve through its efficient
+  points only (where no wider run is faster), read at every xs."""
+  out = np.empty_like(values)
+  for k in np.ndindex(values.shape[:-1]):
+    keep = efficient[k]
+    out[k] = np.interp(xs, np.asarray(xs, float)[keep], values[k][keep])
+  return out
+
+
+def _interp_left(xs, values, x):
+  """Piecewise-linear in `xs` along the last axis of `values`, read at x; at a point of xs the
+  segment below it (its gradient is what the next channel removed saves)."""
+  k = jnp.clip(jnp.searchsorted(xs, x, side="left"), 1, xs.shape[0] - 1)
+  t = (x - xs[k - 1]) / (xs[k] - xs[k - 1])
   return values[..., k - 1] * (1 - t) + values[..., k] * t
+
+
+def _suffix_min(values):
+  """min over j' >= j along the last axis."""
+  return np.minimum.accumulate(values[..., ::-1], axis=-1)[..., ::-1]
 
 
 class LatencyCost(CostModel):
   """Measured latency (seconds per forward pass at the table's input size, `latency`).
 
-  The relaxed value is the table's step function at the (padded) widths; its
-  gradient is that of the piecewise-(bi)linear interpolant through the table
-  at the unpadded widths, so each channel entry is pushed by the average time
-  its padding step saves per channel. Weight zeros save no time
-  (`weights_count` is False): no kernel skips them.
+  The relaxed value is the table's prediction (`LatencyTable.predict`: its
+  fastest run at or above the widths, a step function that never rises as
+  channels go); its gradient is that of a piecewise-linear curve at the
+  unpadded widths through the widths where no wider run is faster, so each
+  channel entry is pushed by the average time the next such width saves per
+  channel, also across widths that run slower than a wider one. Weight zeros
+  save no time (`weights_count` is False): no kernel skips them.
   """
 
   name = "latency"
@@ -171,6 +187,12 @@ class LatencyCost(CostModel):
     a = arch.dense()
     self._full = {g: a.width(g) for g in a.prunable_groups()}
     self._dense = table.dense()
+    rs, ri, rest, block = table.at_candidates()
+    env = _suffix_min(block)                      # fastest inner run at or above each
+    self._rs, self._ri = np.asarray(rs, np.float32), np.asarray(ri, np.float32)
+    self._rest = rest.astype(np.float32)
+    self._env = env.astype(np.float32)
+    self._smooth = _through_efficient(ri, env, block <= env).astype(np.float32)
 
   def dense(self) -> float:
     return self._dense
@@ -199,7 +221,7 @@ class LatencyCost(CostModel):
     return jax.lax.stop_gradient(self._relaxed_widths(widths))
 
   def relaxed(self, channel_masks, weight_masks=None):
-    """The step function's value, the interpolant's gradient, in the masks' sums."""
+    """The prediction's value, the efficient-width curve's gradient, in the masks' sums."""
     del weight_masks
     widths = {g: (jnp.sum(channel_masks[g]) if g in channel_masks else jnp.float32(full))
               for g, full in self._full.items()}
@@ -208,6 +230,7 @@ class LatencyCost(CostModel):
   def _relaxed_widths(self, widths):
     t = self.table
     widths = {g: jnp.asarray(widths.get(g, full), jnp.float32) for g, full in self._full.items()}
+    rs, ri = jnp.asarray(self._rs), jnp.asarray(self._ri)
 
     def padded(g, w):
       # run_width in jnp, without gradient (the step's value).
@@ -215,22 +238,33 @@ class LatencyCost(CostModel):
       up = jnp.minimum(self._full[g], t.channel_multiple * jnp.ceil(w / t.channel_multiple))
       return jnp.where(w <= t.narrow, w, up) if t.channel_multiple > 1 else w
 
-    def straight(step_value, smooth_value):
-      return step_value + smooth_value - jax.lax.stop_gradient(smooth_value)
+    def reverse_cummin(x):
+      return jax.lax.cummin(x, reverse=True)
 
-    rest = jnp.asarray(t.rest, jnp.float32)
-    block = jnp.asarray(t.block, jnp.float32)
-    gs, gi = t.grid["stream"], t.grid["inner"]
-    s = widths["stream"]
-    s_run = padded("stream", s)
-    total = straight(_interp_jnp(gs, rest, s_run), _interp_jnp(gs, rest, s))
+    # The step value: per stream run S' (every candidate), the rest plus each block's fastest
+    # inner run at or above its own; the fastest S' at or above the stream's own run.
+    env, smooth = jnp.asarray(self._env), jnp.asarray(self._smooth)
+    step_rows = jnp.asarray(self._rest)
+    smooth_rows = jnp.asarray(self._rest)
     for b in range(t.arch.blocks):
-      g = f"block_{b}.inner"
-      i, i_run = widths[g], padded(g, widths[g])
-      step = _interp_jnp(gs, _interp_jnp(gi, block, i_run), s_run)
-      smooth = _interp_jnp(gs, _interp_jnp(gi, block, i), s)
-      total = total + straight(step, smooth)
-    return total
+      i = widths[f"block_{b}.inner"]
+      j = jnp.searchsorted(ri, padded(f"block_{b}.inner", i), side="left")
+      step_rows = step_rows + env[:, j]
+      smooth_rows = smooth_rows + _interp_left(ri, smooth, i)
+    s = widths["stream"]
+    k = jnp.searchsorted(rs, padded("stream", s), side="left")
+    step = reverse_cummin(step_rows)[k]
+    # The smooth value: linear in s between the efficient stream runs around s (where no
+    # wider run is faster under the same inner widths; at one of them, the segment below),
+    # so its slope is never negative.
+    efficient = jax.lax.stop_gradient(smooth_rows <= reverse_cummin(smooth_rows))
+    up = jnp.argmin(jnp.where(efficient & (rs >= s), rs, jnp.inf))
+    below = efficient & (rs < s)
+    lo = jnp.where(jnp.any(below), jnp.argmax(jnp.where(below, rs, -jnp.inf)), up)
+    span = rs[up] - rs[lo]
+    frac = jnp.where(span > 0, (s - rs[lo]) / jnp.where(span > 0, span, 1.0), 0.0)
+    smooth_value = smooth_rows[lo] * (1 - frac) + smooth_rows[up] * frac
+    return step + smooth_value - jax.lax.stop_gradient(smooth_value)
 
 
 def kernel_masks(layers, weight_masks) -> Optional[dict]:

@@ -15,9 +15,17 @@ A group of width w runs at ``run_width(w)``: w itself up to `narrow` channels
 the full width). The grids hold run widths: every one of them, or a coarser
 subset for wide models, with linear interpolation in between.
 
-Prediction (`LatencyTable.predict`): rest(S) + sum over blocks of block(S, I_b),
-each read at the run widths: a step function of the widths, as the device is.
-`fmp_jax.pruning.cost.LatencyCost` makes it a cost model.
+A model runs at its run widths or at any wider ones: padding is exact (zero
+channels), and on a real device a wider run can be faster (on XLA:CPU a 16-wide
+stream of ESRB-3-32 ran slower than a 24-wide one, a 56-wide one of ESRB-4-64
+slower than the dense 64). `LatencyTable.plan` picks, for given widths, the
+run widths at or above them that the table says run fastest; `Upscaler(...,
+run_widths=plan)` runs them.
+
+Prediction (`LatencyTable.predict`): the time of that plan, rest(S') + sum over
+blocks of block(S', I'_b): a step function of the widths, as the device is,
+and never rising as channels are removed. `fmp_jax.pruning.cost.LatencyCost`
+makes it a cost model.
 """
 
 from __future__ import annotations
@@ -139,14 +147,50 @@ class LatencyTable:
     col = np.array([_interp1(gi, self.block[k], i) for k in range(len(gs))])
     return _interp1(gs, col, s)
 
-  def predict(self, widths: Optional[Mapping[str, int]] = None) -> float:
-    """Seconds of one forward pass at these widths (group -> channels; missing: full)."""
-    w = self.widths_of(widths)
-    s = self.run("stream", w["stream"])
+  def time_at(self, run: Mapping[str, int]) -> float:
+    """Seconds of one forward pass that runs exactly these widths (no padding chosen)."""
+    s = run["stream"]
     total = _interp1(self.grid["stream"], self.rest, s)
     for b in range(self.arch.blocks):
-      total += self._block(s, self.run(f"block_{b}.inner", w[f"block_{b}.inner"]))
+      total += self._block(s, run[f"block_{b}.inner"])
     return float(total)
+
+  def candidates(self, group: str) -> list[int]:
+    """Every width the group can run at (`run_widths` of its full width)."""
+    return run_widths(self.arch.dense().width(group), self.channel_multiple, self.narrow)
+
+  def at_candidates(self) -> tuple[list[int], list[int], np.ndarray, np.ndarray]:
+    """(stream runs, inner runs, rest at each stream run, block at each (stream, inner) run):
+    the table read at every width a group can run at (interpolated between grid points)."""
+    rs, ri = self.candidates("stream"), self.candidates("block_0.inner")
+    rest = np.array([_interp1(self.grid["stream"], self.rest, v) for v in rs])
+    block = np.array([[self._block(a, b) for b in ri] for a in rs])
+    return rs, ri, rest, block
+
+  def plan(self, widths: Optional[Mapping[str, int]] = None) -> dict[str, int]:
+    """The fastest run widths at or above these widths' own, as the table predicts them.
+
+    The stream width S' fixes every block's cost row, so for each S' each block takes
+    its fastest inner width independently; the best S' wins (ties: the narrower).
+    """
+    rs, ri, rest, block = self.at_candidates()
+    w = self.widths_of(widths)
+    best = None
+    for k in range(rs.index(self.run("stream", w["stream"])), len(rs)):
+      run, total = {"stream": rs[k]}, rest[k]
+      for b in range(self.arch.blocks):
+        g = f"block_{b}.inner"
+        j0 = ri.index(self.run(g, w[g]))
+        j = j0 + int(np.argmin(block[k, j0:]))
+        run[g], total = ri[j], total + block[k, j]
+      if best is None or total < best[0]:
+        best = (total, run)
+    return best[1]
+
+  def predict(self, widths: Optional[Mapping[str, int]] = None) -> float:
+    """Seconds of one forward pass at these widths (group -> channels; missing: full), run
+    at the table's `plan` for them."""
+    return self.time_at(self.plan(widths))
 
   def dense(self) -> float:
     return self.predict(None)
