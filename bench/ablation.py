@@ -41,7 +41,8 @@ With --metric latency every budget is a fraction of the dense model's latency as
 table (--latency-table; built into the cache if missing) predicts it: FMP arms prune to
 it, the baselines take the widest uniform width it allows. After the runs every model's
 latency is measured (Upscaler, one whole image at the counted LR size, interleaved with
-the dense model; --no-time skips it) and shown beside counted FLOPs and executed MACs.
+the dense model; --no-time skips it) and shown beside counted FLOPs and executed MACs;
+the bench re-executes itself with glibc's huge pages on, as tools/profile_latency.py does.
 
 Scores: PSNR/SSIM (Y, border = scale, 8-bit) on the held-out bundled EVAL
 photos. Runs go to --cache (one JSON per arm and seed), so an interrupted
@@ -276,19 +277,25 @@ def _flops_keep_at_latency(params, arch, budget, data_, spec, search_cfg, seed) 
       f"predicted latency {100 * last.get('latency', 1):.1f} %.")
 
 
-def time_models(rows: list[dict], arch_spec: dict, repeats: int = 5) -> dict:
-  """Measured latency ratio (vs the dense model) of every distinct width set in `rows`."""
+def time_models(rows: list[dict], arch_spec: dict, repeats: int = 5,
+                table_path: str | None = None) -> dict:
+  """Measured latency ratio (vs the dense model) of every distinct width set in `rows`; with
+  a latency table, each runs at the table's plan for its widths (as exports of a latency
+  search do), else at Upscaler's default padding."""
   import jax
   import fmp_jax
   from fmp_jax import profiling
   from fmp_jax.pruning import complexity
+  from fmp_jax.pruning.latency import LatencyTable
+  table = LatencyTable.load(table_path, allow_other_device=True) if table_path else None
   arch = fmp_jax.Arch(**arch_spec)
   lr_hw = complexity.lr_size_for(arch.scale)
   keys = {json.dumps(r["widths"], sort_keys=True) for r in rows}
   calls = {}
   for key in sorted(keys) + ["dense"]:
     a = arch if key == "dense" else arch.with_widths(json.loads(key))
-    fn, x, _ = profiling.upscaler_call(fmp_jax.init_params(a, seed=1), a, lr_hw)
+    plan = table.plan(a.widths) if table is not None and a.widths else None
+    fn, x, _ = profiling.upscaler_call(fmp_jax.init_params(a, seed=1), a, lr_hw, run_widths=plan)
     jax.block_until_ready(fn(x))
     calls[key] = (fn, x)
   times = {k: [] for k in calls}
@@ -511,6 +518,11 @@ def main(argv=None):
   if args.worker:
     _worker_main(*args.worker)
     return None
+  if argv is None and (args.metric == "latency" or not args.no_time):
+    # Build tables and time models under the allocator settings tools/profile_latency.py
+    # and bench/latency_model.py use, so their tables and these timings agree.
+    from fmp_jax.profiling import reexec_with_hugepages
+    reexec_with_hugepages()
 
   overrides = list(args.set)
   if args.quick:
@@ -575,9 +587,17 @@ def main(argv=None):
   if not args.no_time:
     print(f"timing {len({json.dumps(r['widths'], sort_keys=True) for r in rows})} models "
           f"against the dense one ({args.time_repeats} interleaved rounds)...", flush=True)
-    measured = time_models(rows, arch, args.time_repeats)
+    measured = time_models(rows, arch, args.time_repeats, budget.get("latency_table"))
     for r in rows:
       r["latency_measured_ratio"] = measured[json.dumps(r["widths"], sort_keys=True)]
+  if args.metric == "latency":
+    # Predictions from the table as it is read now (a cached run may predate a change of
+    # how the table is read), with the widths each model runs at.
+    from fmp_jax.pruning.latency import LatencyTable
+    table = LatencyTable.load(budget["latency_table"], allow_other_device=True)
+    for r in rows:
+      r["latency_predicted_ratio"] = table.predict(r["widths"]) / table.dense()
+      r["run_widths"] = table.plan(r["widths"])
   summary = summarise(rows, arms)
   bicubic = rows[0]["bicubic_psnr"]
   print()
