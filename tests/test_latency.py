@@ -76,6 +76,16 @@ def test_cost_model_value_is_the_step_and_gradient_the_interpolant_slope():
   assert q["weight"] == 1.0 and q["total"] == q["channel"] == pytest.approx(0.379 / 0.400)
 
 
+def search_on(table, tmp_path, steps=300, **budget):
+  """A short latency-budget search of a fresh ARCH model on `table` (saved to tmp_path)."""
+  path = str(tmp_path / "lat.json")
+  table.save(path)
+  return fmp_jax.prune(fmp_jax.init_params(ARCH, seed=0),
+                       Budget(0.6, metric="latency", latency_table=path, **budget), arch=ARCH,
+                       data=photo_batches(batch=2, seed=5), steps=steps,
+                       config=dict(lr=1e-3, hyper_embed=4, latent_lr=0.03, pace_steps=60))
+
+
 def hilly_table():
   """hand_table with a slow 8-wide stream: rest(8) = 24 + 200 ms, so a stream of 5-8 channels
   runs faster padded to 16 (rest 48 + 2 blocks of 160 + I) than at 8 (224 + 2 blocks of
@@ -128,12 +138,7 @@ def test_a_latency_search_crosses_a_width_that_runs_slower_than_a_wider_one(tmp_
   # hilly_table: streams 5-16 all run at 16 (376 ms or more of 400 with inner widths at 4);
   # only a stream of at most 4 (at most 124 ms) fits 0.6: the search must go through the
   # slow 8 to get there.
-  path = str(tmp_path / "lat.json")
-  hilly_table().save(path)
-  result = fmp_jax.prune(fmp_jax.init_params(ARCH, seed=0),
-                         Budget(0.6, metric="latency", latency_table=path), arch=ARCH,
-                         data=photo_batches(batch=2, seed=5), steps=300,
-                         config=dict(lr=1e-3, hyper_embed=4, latent_lr=0.03, pace_steps=60))
+  result = search_on(hilly_table(), tmp_path)
   assert result.report["converged"]
   assert result.arch.width("stream") <= 4
   t = hilly_table()
@@ -188,12 +193,7 @@ def fine_table():
 
 @pytest.mark.parametrize("criterion", ["total", "channel"])
 def test_a_search_to_a_latency_budget_lands_on_it_with_channels_only(tmp_path, criterion):
-  path = str(tmp_path / "lat.json")
-  fine_table().save(path)
-  budget = Budget(0.6, metric="latency", latency_table=path, criterion=criterion)
-  result = fmp_jax.prune(fmp_jax.init_params(ARCH, seed=0), budget, arch=ARCH,
-                         data=photo_batches(batch=2, seed=5), steps=400,
-                         config=dict(lr=1e-3, hyper_embed=4, latent_lr=0.03, pace_steps=60))
+  result = search_on(fine_table(), tmp_path, steps=400, criterion=criterion)
   r = result.report
   assert r["converged"]
   table = fine_table()
@@ -209,12 +209,7 @@ def test_a_budget_between_two_latency_steps_lands_under_it_instead_of_stalling(t
   # (to 8) lands at or under 216 ms (0.54), more than max_overshoot (3 points) under the
   # budget 0.6: no entry can land within it, so once the pace ends the landing takes the
   # step rather than wait for ever.
-  path = str(tmp_path / "lat.json")
-  hand_table().save(path)
-  result = fmp_jax.prune(fmp_jax.init_params(ARCH, seed=0),
-                         Budget(0.6, metric="latency", latency_table=path), arch=ARCH,
-                         data=photo_batches(batch=2, seed=5), steps=300,
-                         config=dict(lr=1e-3, hyper_embed=4, latent_lr=0.03, pace_steps=60))
+  result = search_on(hand_table(), tmp_path)
   assert result.report["converged"]
   widths = dict(result.arch.widths)
   assert run_width(widths["stream"], 16, 8, 4) <= 8
