@@ -202,7 +202,7 @@ def run_search_stage(config, workdir: str, arch: Arch, budget: Budget, mesh, wri
     if not m.name or m.index == len(members) - 1:
       return                    # the budget's own model is finalised below, as always
     result = api.finalize(arch, search.SearchOutcome(jax.device_get(new_state), step, True, []),
-                          member_budget, settings)
+                          member_budget, settings, seed=config.seed)
     _say(f"[search] member {m.name} at step {step}: {100 * result.report['flops_ratio']:.2f} % "
          f"FLOPs, {100 * result.report['params_ratio']:.2f} % params remain")
     write_pruned(workdir, m, result, step)
@@ -228,7 +228,7 @@ def run_search_stage(config, workdir: str, arch: Arch, budget: Budget, mesh, wri
   steps = int(jax.device_get(state.step))
   outcome = search.SearchOutcome(state=jax.device_get(state), steps=steps, converged=True,
                                  history=[])
-  result = api.finalize(arch, outcome, budget, settings)
+  result = api.finalize(arch, outcome, budget, settings, seed=config.seed)
   _say(f"[search] converged at step {steps}: {100 * result.report['params_ratio']:.2f} % params, "
        f"{100 * result.report['flops_ratio']:.2f} % FLOPs remain; widths {dict(result.arch.widths)}")
   write_pruned(workdir, members[-1], result, steps)

@@ -76,14 +76,15 @@ def test_cost_model_value_is_the_step_and_gradient_the_interpolant_slope():
   assert q["weight"] == 1.0 and q["total"] == q["channel"] == pytest.approx(0.379 / 0.400)
 
 
-def search_on(table, tmp_path, steps=300, **budget):
+def search_on(table, tmp_path, steps=300, fill_plan=False, **budget):
   """A short latency-budget search of a fresh ARCH model on `table` (saved to tmp_path)."""
   path = str(tmp_path / "lat.json")
   table.save(path)
   return fmp_jax.prune(fmp_jax.init_params(ARCH, seed=0),
                        Budget(0.6, metric="latency", latency_table=path, **budget), arch=ARCH,
                        data=photo_batches(batch=2, seed=5), steps=steps,
-                       config=dict(lr=1e-3, hyper_embed=4, latent_lr=0.03, pace_steps=60))
+                       config=dict(lr=1e-3, hyper_embed=4, latent_lr=0.03, pace_steps=60,
+                                   fill_plan=fill_plan))
 
 
 def hilly_table():
@@ -272,3 +273,42 @@ def test_a_table_timed_on_a_busy_machine_is_flagged():
   t.rest = -np.asarray(t.rest)                # a negative rest alone is no sign of load
   t.meta["dense_measured"] = t.dense()
   assert table_warnings(t) == []
+
+
+def test_revived_channels_leave_the_function_unchanged_and_can_learn():
+  """revive_channels: the model computes exactly what it did, the revived channels' output
+  weights are the fresh ones, and the weights from them are zero but trainable."""
+  from fmp_jax.pruning import surgery
+  params, fresh = fmp_jax.init_params(ARCH, seed=0), fmp_jax.init_params(ARCH, seed=7)
+  masks = {"stream": np.r_[np.ones(10), np.zeros(6)], "block_0.inner": np.r_[np.zeros(3), np.ones(5), np.zeros(8)],
+           "block_1.inner": np.ones(16)}
+  grown, new_masks, w = surgery.revive_channels(ARCH, params, fresh, masks, None,
+                                                {"stream": 16, "block_0.inner": 8, "block_1.inner": 16})
+  assert {g: int(m.sum()) for g, m in new_masks.items()} == {"stream": 16, "block_0.inner": 8,
+                                                              "block_1.inner": 16}
+  np.testing.assert_array_equal(new_masks["block_0.inner"][:8], 1)   # the first pruned ones
+  before, arch_before, _ = surgery.slice_model(ARCH, params, masks)
+  after, arch_after, _ = surgery.slice_model(ARCH, grown, new_masks, w)
+  assert arch_after.width("stream") == 16 and arch_after.width("block_0.inner") == 8
+  x = np.random.default_rng(0).random((1, 20, 20, 3), np.float32)
+  np.testing.assert_allclose(np.asarray(fmp_jax.apply(after, arch_after, x)),
+                             np.asarray(fmp_jax.apply(before, arch_before, x)), rtol=0, atol=1e-5)
+  # The head writes the stream: revived stream outputs 10-15 are fresh; the next layer reads
+  # nothing from them yet.
+  np.testing.assert_array_equal(np.asarray(grown["head"]["kernel"])[..., 10:],
+                                np.asarray(fresh["head"]["kernel"])[..., 10:])
+  assert np.abs(np.asarray(fresh["head"]["kernel"])[..., 10:]).sum() > 0
+  np.testing.assert_array_equal(np.asarray(grown["body_end"]["kernel"])[:, :, 10:, :], 0)
+
+
+def test_fill_plan_trains_the_widths_the_plan_runs_at(tmp_path):
+  # fine_table pads odd widths to even ones: the same search with and without fill_plan
+  # lands on the same widths, and fill_plan keeps the plan's (wider) ones.
+  plain = search_on(fine_table(), tmp_path, steps=400)
+  filled = search_on(fine_table(), tmp_path, steps=400, fill_plan=True)
+  own = dict(plain.arch.widths)
+  plan = fine_table().plan(own)
+  assert plan != own                                   # something to fill
+  assert dict(filled.arch.widths) == plan == filled.report["run_widths"]
+  assert filled.report["latency_ratio"] == pytest.approx(plain.report["latency_ratio"])
+  assert filled.report["params"] > plain.report["params"]

@@ -10,7 +10,7 @@ import numpy as np
 
 from fmp_jax.arch import Arch
 from fmp_jax.data.checks import CheckedBatches
-from fmp_jax.models import check_finite_params, check_params
+from fmp_jax.models import check_finite_params, check_params, init_params
 from fmp_jax.pruning import complexity, cost, search, state as state_lib, surgery
 from fmp_jax.pruning.budget import Budget, BudgetError
 from fmp_jax.pruning.latency import LatencyTable
@@ -204,22 +204,29 @@ def _search(params, budget: Budget, family, arch, data, steps, seed, config, on_
                               members=members if family else None,
                               on_member=on_member if family else None)
   if not family:
-    return [finalize(arch, outcome, budget, settings)]
+    return [finalize(arch, outcome, budget, settings, seed=seed)]
   results = []
   for k, member in enumerate(members):
     step, st = taken[k]
     results.append(finalize(arch, search.SearchOutcome(st, step, True, outcome.history[:step]),
-                            member, settings))
+                            member, settings, seed=seed))
   return results
 
 
 def finalize(arch: Arch, outcome: "search.SearchOutcome", budget: Budget,
-             settings: SearchSettings) -> PruneResult:
-  """Generates the kernels once and slices away pruned channels."""
+             settings: SearchSettings, seed: int = 0) -> PruneResult:
+  """Generates the kernels once and slices away pruned channels (`settings.fill_plan`:
+  channels revived up to the latency plan start from `init_params(arch, seed)`)."""
   full_params, _ = state_lib.masked_model(arch, outcome.state, settings)
   full_params = jax.device_get(full_params)
   channel_masks, weight_masks = state_lib.exact_masks(
       arch, jax.device_get(outcome.state.latents), settings)
+  if settings.fill_plan and budget.metric == "latency":
+    # The plan's widths run anyway (as zero padding): train them instead.
+    table = LatencyTable.load(budget.latency_table, allow_other_device=True)
+    plan = table.plan({g: int(np.count_nonzero(m)) for g, m in channel_masks.items()})
+    full_params, channel_masks, weight_masks = surgery.revive_channels(
+        arch, full_params, init_params(arch, seed=seed), channel_masks, weight_masks, plan)
   params, small_arch, masks = surgery.slice_model(arch, full_params, channel_masks, weight_masks)
   report = sparsity_report(params, small_arch, masks, metric=budget.metric,
                            latency_table=budget.latency_table)

@@ -95,6 +95,11 @@ class SearchSettings:
       of the device count): the data term's value and gradient are summed
       over M micro-shards in a fixed order (`fmp_jax.reduction`), so runs on
       1 or N devices/processes take bit-identical steps (slower per step).
+    fill_plan: under a latency budget, the sliced model keeps channels up to
+      the table's plan (the widths it runs at; the rest would be zero
+      padding), the extra ones freshly initialised and grown in by
+      fine-tuning (`surgery.revive_channels`): same predicted time, more
+      capacity.
   """
   lr: float = 2e-4
   latent_optimizer: str = "adam"
@@ -122,6 +127,7 @@ class SearchSettings:
   landing_iters: int = 30
   reduction_shards: int = 0
   zero_crossing: str = "stop"
+  fill_plan: bool = False
 
   def __post_init__(self):
     for name, registry in REGISTRIES.items():

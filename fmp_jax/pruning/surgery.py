@@ -59,3 +59,50 @@ def slice_model(arch: Arch, params: Mapping, channel_masks: Mapping,
   widths = {g: int(idx.size) for g, idx in keep.items() if arch.groups()[g].prunable}
   return new_params, arch.with_widths(widths), new_masks
 
+
+
+def revive_channels(arch: Arch, params: Mapping, fresh: Mapping, channel_masks: Mapping,
+                    weight_masks: Optional[Mapping], widths: Mapping[str, int]):
+  """Turns pruned channels back on, per group up to `widths`, without changing the function.
+
+  Each revived channel (the group's first pruned ones) takes its output weights and bias
+  from `fresh` (full-width params of a new initialisation) and contributes nothing yet:
+  every weight from a revived channel into any channel is zero, and trainable (its weight
+  mask is 1), so fine-tuning grows it in. Used where the channels run anyway, as the zero
+  padding of a latency table's plan.
+
+  Returns (params, channel_masks, weight_masks) at full width, ready for `slice_model`.
+  """
+  masks, revived = {}, {}
+  for g, m in channel_masks.items():
+    m = np.asarray(m).astype(np.float32).copy()
+    need = int(widths.get(g, 0)) - int(np.count_nonzero(m))
+    on = np.flatnonzero(m == 0)[:max(need, 0)]
+    m[on] = 1.0
+    masks[g] = m
+    flag = np.zeros_like(m)
+    flag[on] = 1.0
+    revived[g] = flag
+  revived = {g: np.flatnonzero(v) for g, v in arch.expand_tied(revived).items()}
+  flat_w = complexity.flatten_weight_masks(weight_masks)
+  out_params, out_w = {}, {}
+  for layer in complexity.layer_table(arch):
+    node, new = get_at(params, layer.path), get_at(fresh, layer.path)
+    kernel, bias = np.array(node["kernel"]), np.array(node["bias"])
+    w = flat_w.get(layer.name)
+    w = None if w is None else np.array(indicator_as_kernel(np.asarray(w) != 0, layer.kernel),
+                                        np.float32)
+    rows, cols = revived.get(layer.in_group, ()), revived.get(layer.out_group, ())
+    if len(cols):
+      kernel[:, :, :, cols] = np.asarray(new["kernel"])[:, :, :, cols]
+      bias[cols] = np.asarray(new["bias"])[cols]
+    if len(rows):
+      kernel[:, :, rows, :] = 0.0
+    if w is not None:
+      if len(rows):
+        w[:, :, rows, :] = 1.0
+      if len(cols):
+        w[:, :, :, cols] = 1.0
+      set_at(out_w, layer.path, {"weight": w})
+    set_at(out_params, layer.path, {"kernel": kernel, "bias": bias})
+  return out_params, {g: masks[g] for g in channel_masks}, (out_w or weight_masks)
