@@ -99,7 +99,7 @@ class SearchSettings:
       the table's plan (the widths it runs at; the rest would be zero
       padding), the extra ones freshly initialised and grown in by
       fine-tuning (`surgery.revive_channels`): same predicted time, more
-      capacity.
+      capacity (on by default: the README's equal-latency rows).
   """
   lr: float = 2e-4
   latent_optimizer: str = "adam"
@@ -127,7 +127,7 @@ class SearchSettings:
   landing_iters: int = 30
   reduction_shards: int = 0
   zero_crossing: str = "stop"
-  fill_plan: bool = False
+  fill_plan: bool = True
 
   def __post_init__(self):
     for name, registry in REGISTRIES.items():
