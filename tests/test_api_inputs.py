@@ -213,9 +213,9 @@ def prune_and_capture(monkeypatch, params, arch, budget, config, data):
   seen = {}
   finalize = api.finalize
 
-  def spy(arch_, outcome, budget_, settings):
+  def spy(arch_, outcome, budget_, settings, **kwargs):
     seen.update(outcome=outcome, settings=settings)
-    return finalize(arch_, outcome, budget_, settings)
+    return finalize(arch_, outcome, budget_, settings, **kwargs)
 
   monkeypatch.setattr(api, "finalize", spy)
   result = fmp_jax.prune(params, budget, arch=arch, data=data, steps=400, config=config)
