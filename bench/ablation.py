@@ -605,7 +605,12 @@ def main(argv=None):
   print(f"wall time {(time.time() - t0) / 60:.1f} min")
   if args.json:
     with open(args.json, "w") as f:
-      json.dump({"settings": dict(base, seeds=args.seeds, arms=arms, overrides=overrides),
+      settings = dict(base, seeds=args.seeds, arms=arms, overrides=overrides)
+      if settings["budget"].get("latency_table"):
+        # Written relative to the repository: the JSON is shared, the checkout's place is not.
+        settings["budget"] = dict(settings["budget"], latency_table=os.path.relpath(
+            settings["budget"]["latency_table"], REPO))
+      json.dump({"settings": settings,
                  "summary": summary, "runs": rows}, f, indent=1)
   return summary
 
