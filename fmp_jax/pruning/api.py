@@ -224,9 +224,11 @@ def finalize(arch: Arch, outcome: "search.SearchOutcome", budget: Budget,
   if settings.fill_plan and budget.metric == "latency":
     # The plan's widths run anyway (as zero padding): train them instead.
     table = LatencyTable.load(budget.latency_table, allow_other_device=True)
-    plan = table.plan({g: int(np.count_nonzero(m)) for g, m in channel_masks.items()})
-    full_params, channel_masks, weight_masks = surgery.revive_channels(
-        arch, full_params, init_params(arch, seed=seed), channel_masks, weight_masks, plan)
+    kept = {g: int(np.count_nonzero(m)) for g, m in channel_masks.items()}
+    plan = table.plan(kept)
+    if any(plan[g] > w for g, w in kept.items()):   # else nothing to revive: skip the init
+      full_params, channel_masks, weight_masks = surgery.revive_channels(
+          arch, full_params, init_params(arch, seed=seed), channel_masks, weight_masks, plan)
   params, small_arch, masks = surgery.slice_model(arch, full_params, channel_masks, weight_masks)
   report = sparsity_report(params, small_arch, masks, metric=budget.metric,
                            latency_table=budget.latency_table)
