@@ -5,9 +5,11 @@
   python bench/ablation.py --arms fmp_total,l1norm --set search.channel_l1=0.3
   python bench/ablation.py --quick                          # minutes-sized, for tests
   python bench/ablation.py --metric latency --keep 0.6      # at equal predicted latency
+  python bench/ablation.py --config configs/paper_proxy.py --arch esrb-6-64 --esa-channels 4 \
+      --metric params --keep 0.085 --steps 5000 --data_dir DIR   # the paper regime
 
-Every arm gets the same data (the bundled TRAIN photos, patches drawn from
-`(seed, step)`), the same batch and patch, and the same total number of
+Every arm gets the same data (the bundled TRAIN photos or --data_dir's train split, patches
+drawn from `(seed, step)`), the same batch and patch, and the same total number of
 gradient steps T. A run is two phases:
 
 * phase 1 (S steps, the configured search length, Adam at ``search.lr``):
@@ -16,26 +18,20 @@ gradient steps T. A run is two phases:
 * phase 2 (T - s steps; s = S for every non-FMP arm): fine-tuning of the
   pruned (or small) model with the config's fine-tune recipe.
 
-Arms:
-  fmp_<criterion>   FMP search under criterion total, channel, weight or
-                    total_fixed, then fine-tuning (fmp_total_m4/_m8: with
-                    search.channel_multiple 4/8)
-  fmp_scratch       the structure fmp_total found (widths and weight masks),
-                    re-initialised and trained both phases (Liu et al., ICLR
-                    2019, "Rethinking the value of network pruning")
-  uniform           every group at the same width fraction, the widest that
-                    fits the budget, trained both phases from scratch
-  l1norm            dense phase 1, then each group's largest-L1-norm channels
-                    at the uniform widths (Li et al., ICLR 2017), phase 2
-  random            dense phase 1, then random channels at the uniform widths
-  l1mag_c<X>        dense phase 1, l1norm channels at the uniform widths that
-                    keep X of the metric, then each layer's smallest weights
-                    (the same fraction everywhere) down to the budget
-  dense             the unpruned model, both phases (not within the budget)
-  fmp_flops         (--metric latency) FMP Total with a FLOPs budget, its FLOPs keep set
-                    where a calibration search (same seed, FLOPs budget 0.1) first reached
-                    the latency budget in the table's prediction: FMP-as-the-paper re-pruned
-                    to the same latency
+Arms are named objects in a registry (`ARMS`; `--arms list` prints them with their docs):
+one `Arm` per way of reaching the budget, whose `build` trains phase 1; one runner
+(`run_one`) fine-tunes, scores and exports whatever it builds. A new arm is a function and a
+`@register(...)` line. The listed ones:
+
+  fmp_<criterion>   FMP search under criterion total, channel, weight or total_fixed
+  fmp_scratch       fmp_total's structure re-initialised, trained both phases (Liu et al. 2019)
+  uniform           the widest uniform width within the budget, from scratch
+  l1norm / random   dense phase 1, then L1-norm (Li et al. 2017) / random channels at the
+                    uniform widths
+  dense             the unpruned model (the ceiling; not within the budget)
+  fmp_flops         (--metric latency) FMP-as-the-paper with a FLOPs budget re-pruned to the
+                    same predicted latency
+and, by name only: fmp_total_m4/_m8, l1mag_c0.5/0.6/0.75, fmp_family (bench/family.py).
 
 With --metric latency every budget is a fraction of the dense model's latency as the
 table (--latency-table; built into the cache if missing) predicts it: FMP arms prune to
@@ -44,9 +40,14 @@ latency is measured (Upscaler, one whole image at the counted LR size, interleav
 the dense model; --no-time skips it) and shown beside counted FLOPs and executed MACs;
 the bench re-executes itself with glibc's huge pages on, as tools/profile_latency.py does.
 
-Scores: PSNR/SSIM (Y, border = scale, 8-bit) on the held-out bundled EVAL
-photos. Runs go to --cache (one JSON per arm and seed), so an interrupted
-ablation resumes; independent runs go to --jobs worker processes, each pinned
+Data: the bundled TRAIN photos, or with --data_dir DIR the DIV2K train split of DIR (e.g.
+bench/photo_set.py's wallpapers; its manifest's sha256 is part of every run's key). Scores:
+PSNR/SSIM (Y, border = scale, 8-bit) on whole images: DIR's valid split (the table's PSNR)
+and the held-out bundled EVAL photos (always; "PSNR bundled"). Runs go to --cache: per arm and
+seed a JSON row, the phase-1 model (<key>.msgpack) and the fine-tuned one it scores
+(<key>.tuned.msgpack, the driver's export format), so any model of a table can be re-scored
+(tools/evaluate.py) or timed (tools/count.py --measure) later, and an interrupted ablation
+resumes; independent runs go to --jobs worker processes, each pinned
 to one CPU core (XLA's CPU convolutions gain little from a second core).
 """
 
@@ -63,17 +64,15 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Callable
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "bench"))
 
 from fmp_jax.pruning import criteria  # noqa: E402
+from photo_set import manifest_sha256  # noqa: E402
 
-FMP_CRITERIA = tuple(criteria.CRITERIA)
-ARMS = (tuple(f"fmp_{c}" for c in FMP_CRITERIA)
-        + ("fmp_scratch", "uniform", "l1norm", "random", "dense", "fmp_flops"))
-EXTRA_ARMS = ("fmp_total_m4", "fmp_total_m8", "l1mag_c0.5", "l1mag_c0.6", "l1mag_c0.75")
-DEPENDS = {"fmp_scratch": "fmp_total"}
 BASELINE_FIELDS = ("lr", "batch_size", "patch_size")
 
 
@@ -109,7 +108,111 @@ def run_key(spec: dict) -> str:
   return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
-# --- one run (in a worker process) -------------------------------------------------------
+# --- the arms: a registry of named objects, one runner ---------------------------------
+
+@dataclasses.dataclass
+class Built:
+  """What an arm's phase 1 hands to fine-tuning: the (small or masked) model and its search."""
+  params: dict
+  arch: object
+  masks: dict
+  search_steps: int
+  history: list = dataclasses.field(default_factory=list)
+  flops_keep: float | None = None
+  budget: object = None        # the member's own budget (fmp_family), else the run's
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+  """One way of reaching the budget.
+
+  build(run) trains phase 1 and returns a `Built` (fmp_family: one per member); the runner
+  exports it, fine-tunes it for the rest of T, scores it and exports the fine-tuned model.
+  searches: the run key holds the FMP search recipe (else only BASELINE_FIELDS, so baseline
+  runs are shared by ablations that vary the search); source: an arm whose phase-1 export
+  this one starts from (same seed); metrics: the budget metrics it takes; listed: part of
+  the default --arms.
+  """
+  name: str
+  build: Callable[["Run"], "Built | list[Built]"]
+  doc: str
+  searches: bool = False
+  source: str | None = None
+  metrics: tuple = ("flops", "params", "latency")
+  listed: bool = True
+
+
+ARMS: dict[str, Arm] = {}
+
+
+def register(name, doc, **kwargs):
+  def wrap(build):
+    ARMS[name] = Arm(name, build, doc, **kwargs)
+    return build
+  return wrap
+
+
+@dataclasses.dataclass
+class Run:
+  """One (arm, seed): the spec read into objects, and its data."""
+  spec: dict
+  cache: str
+
+  def __post_init__(self):
+    import fmp_jax
+    self.arm, self.seed = self.spec["arm"], self.spec["seed"]
+    self.arch = fmp_jax.Arch(**self.spec["arch"])
+    self.budget = fmp_jax.Budget(**self.spec["budget"])
+    self.search_cfg = dict(self.spec["recipe"]["search"])
+    self.tune_cfg = self.spec["recipe"]["finetune"]
+    self.planned = self.spec["search_steps"]
+
+  def patches(self, phase: int):
+    """Phase 1's (search/dense) or phase 2's (fine-tune) patch sampler: the bundled TRAIN
+    photos, or the DIV2K train split of spec["data"]["dir"]; seeds seed and seed + 1."""
+    cfg = self.search_cfg if phase == 1 else self.tune_cfg
+    seed = self.seed if phase == 1 else self.seed + 1
+    return _patches(self.spec.get("data"), self.arch.scale, cfg["patch_size"],
+                    cfg["batch_size"], seed, self.cache)
+
+  def init(self, arch=None):
+    import fmp_jax
+    return fmp_jax.init_params(arch or self.arch, seed=self.seed)
+
+  def dense_phase1(self, arch=None, masks=None):
+    """S steps of plain training from scratch (of `arch`, default the dense backbone)."""
+    arch = arch or self.arch
+    return _train(self.init(arch), arch, masks, self.patches(1), self.planned,
+                  self.search_cfg["lr"])
+
+  def search(self, budget, config=None):
+    import fmp_jax
+    return fmp_jax.prune(self.init(), budget, arch=self.arch, data=self.patches(1),
+                         steps=self.spec["max_search_steps"], seed=self.seed,
+                         config=config or self.search_cfg)
+
+
+def _patches(data_spec, scale, patch, batch, seed, cache):
+  from fmp_jax import data
+  if not data_spec:
+    return data.bundled_patches(scale, patch, batch, seed=seed)
+  hr, lr, names = _train_images(data_spec["dir"], scale, cache)
+  return data.PatchSampler(hr, scale, patch, batch, seed=seed, lr_images=lr, names=names)
+
+
+_IMAGES: dict = {}
+
+
+def _train_images(data_dir, scale, cache):
+  """The DIV2K train split of data_dir (decoded copies kept under the cache), once per process."""
+  from fmp_jax import data
+  if (data_dir, scale) not in _IMAGES:
+    pairs = data.div2k_pairs(data_dir, scale, "train",
+                             cache_dir=os.path.join(cache, "decoded"))
+    _IMAGES[data_dir, scale] = ([p.hr for p in pairs], [p.lr for p in pairs],
+                                [p.name for p in pairs])
+  return _IMAGES[data_dir, scale]
+
 
 def _train(params, arch, masks, sampler, steps, lr, halve_every=None):
   from fmp_jax import finetuning
@@ -118,96 +221,174 @@ def _train(params, arch, masks, sampler, steps, lr, halve_every=None):
   return finetuning.finetune(params, arch, masks, sampler, steps, lr=lr, halve_every=halve_every)
 
 
-def run_one(spec: dict, cache: str) -> dict:
-  """Trains and scores one (arm, seed); returns the row as a dict."""
+def _searched(run: Run, result) -> Built:
+  history = [{k: h[k] for k in ("step", "remaining", "channels_kept", "target_now", "dual", "l1")
+              if k in h} for h in result.history]
+  return Built(result.params, result.arch, result.masks, result.report["steps"], history)
 
+
+def _fmp_arm(criterion: str, multiple: int = 0):
+  def build(run: Run) -> Built:
+    import fmp_jax
+    config = dict(run.search_cfg, channel_multiple=multiple) if multiple else run.search_cfg
+    b = dict(run.spec["budget"], criterion=criterion)
+    b.update({f: run.spec[f] for f in criteria.CRITERIA[criterion].needs})
+    return _searched(run, run.search(fmp_jax.Budget(**b), config))
+  return build
+
+
+for _c in criteria.CRITERIA:
+  register(f"fmp_{_c}", f"FMP search under criterion {_c}, then fine-tuning",
+           searches=True)(_fmp_arm(_c))
+for _m in (4, 8):
+  register(f"fmp_total_m{_m}", f"fmp_total with search.channel_multiple {_m}", searches=True,
+           listed=False)(_fmp_arm("total", _m))
+
+
+@register("fmp_scratch", "the structure fmp_total found (widths and weight masks), "
+          "re-initialised and trained both phases (Liu et al., ICLR 2019)", source="fmp_total")
+def _fmp_scratch(run: Run) -> Built:
   import fmp_jax
-  from fmp_jax import data, evaluation
-  from fmp_jax.pruning import baselines, surgery
+  found = fmp_jax.load(os.path.join(run.cache, run.spec["structure_from"] + ".msgpack"))
+  return Built(run.dense_phase1(found.arch, found.masks), found.arch, found.masks, run.planned)
 
-  t0 = time.time()
-  arm, seed = spec["arm"], spec["seed"]
-  arch = fmp_jax.Arch(**spec["arch"])
-  budget = fmp_jax.Budget(**spec["budget"])
-  search_cfg, tune_cfg = dict(spec["recipe"]["search"]), spec["recipe"]["finetune"]
-  total, planned = spec["steps"], spec["search_steps"]
-  batch, patch = search_cfg["batch_size"], search_cfg["patch_size"]
-  phase1 = data.bundled_patches(arch.scale, patch, batch, seed=seed)
-  phase2 = data.bundled_patches(arch.scale, tune_cfg["patch_size"], tune_cfg["batch_size"],
-                                seed=seed + 1)
-  params = fmp_jax.init_params(arch, seed=seed)
-  masks, history, search_steps = {}, [], planned
 
-  flops_keep = None
-  if arm == "fmp_family":
-    return _run_family(spec, cache, params, arch, budget, phase1, search_cfg, tune_cfg, t0)
-  if arm == "fmp_flops":
-    flops_keep = _flops_keep_at_latency(params, arch, budget, phase1, spec, search_cfg, seed)
-    result = fmp_jax.prune(params, fmp_jax.Budget(flops_keep, metric="flops"), arch=arch,
-                           data=data.bundled_patches(arch.scale, patch, batch, seed=seed),
-                           steps=spec["max_search_steps"], seed=seed, config=search_cfg)
-    search_steps = result.report["steps"]
-    params, small, masks = result.params, result.arch, result.masks
-  elif arm.startswith("fmp_") and arm != "fmp_scratch":
-    criterion, _, multiple = arm[4:].partition("_m")
-    if multiple:
-      search_cfg["channel_multiple"] = int(multiple)
-    b = dict(spec["budget"], criterion=criterion)
-    b.update({f: spec[f] for f in criteria.CRITERIA[criterion].needs})
-    result = fmp_jax.prune(params, fmp_jax.Budget(**b), arch=arch, data=phase1,
-                           steps=spec["max_search_steps"], seed=seed, config=search_cfg)
-    search_steps = result.report["steps"]
-    history = [{k: h[k] for k in ("step", "remaining", "channels_kept", "target_now", "dual", "l1")
-                if k in h}
-               for h in result.history]
-    params, small, masks = result.params, result.arch, result.masks
-  elif arm == "fmp_scratch":
-    found = fmp_jax.load(os.path.join(cache, spec["structure_from"] + ".msgpack"))
-    small, masks = found.arch, found.masks
-    params = fmp_jax.init_params(small, seed=seed)
-    params = _train(params, small, masks, phase1, planned, search_cfg["lr"])
-  elif arm in ("uniform", "dense"):
-    small = arch if arm == "dense" else arch.with_widths(baselines.uniform_widths(arch, budget))
-    params = fmp_jax.init_params(small, seed=seed)
-    params = _train(params, small, None, phase1, planned, search_cfg["lr"])
-  elif arm.startswith("l1mag_c"):
-    params = _train(params, arch, None, phase1, planned, search_cfg["lr"])
-    channel_budget = fmp_jax.Budget(float(arm[len("l1mag_c"):]), metric=budget.metric)
-    cmasks = baselines.magnitude_channel_masks(
-        params, arch, baselines.uniform_widths(arch, channel_budget))
-    wmasks = _weights_to_budget(params, arch, budget, cmasks)
-    params, small, masks = surgery.slice_model(arch, params, cmasks, wmasks)
-  elif arm in ("l1norm", "random"):
-    params = _train(params, arch, None, phase1, planned, search_cfg["lr"])
-    widths = baselines.uniform_widths(arch, budget)
-    if arm == "l1norm":
-      cmasks = baselines.magnitude_channel_masks(params, arch, widths)
+def _uniform(run: Run):
+  from fmp_jax.pruning import baselines
+  return run.arch.with_widths(baselines.uniform_widths(run.arch, run.budget))
+
+
+@register("uniform", "every group at the same width fraction, the widest within the budget, "
+          "trained both phases from scratch")
+def _uniform_arm(run: Run) -> Built:
+  small = _uniform(run)
+  return Built(run.dense_phase1(small), small, {}, run.planned)
+
+
+@register("dense", "the unpruned model, both phases (not within the budget)")
+def _dense_arm(run: Run) -> Built:
+  return Built(run.dense_phase1(), run.arch, {}, run.planned)
+
+
+def _channel_arm(kind: str):
+  def build(run: Run) -> Built:
+    from fmp_jax.pruning import baselines, surgery
+    params = run.dense_phase1()
+    widths = baselines.uniform_widths(run.arch, run.budget)
+    if kind == "l1norm":
+      cmasks = baselines.magnitude_channel_masks(params, run.arch, widths)
     else:
-      cmasks = baselines.random_channel_masks(arch, widths, seed=seed)
-    params, small, masks = surgery.slice_model(arch, params, cmasks)
-  else:
-    raise ValueError(f"unknown arm {arm!r}; known: {ARMS + EXTRA_ARMS}")
-
-  fmp_jax.save_export(os.path.join(cache, run_key(spec) + ".msgpack"), params, small, masks)
-  row = _finetune_and_score(spec, params, small, masks, phase2, budget, tune_cfg,
-                            spec.get("finetune_steps", total - search_steps))
-  return dict(row, **{"arm": arm, "seed": seed, "flops_keep": flops_keep,
-                      "search_steps": search_steps, "seconds": time.time() - t0,
-                      "history": history, "max_step_drop": _max_step_drop(history)})
+      cmasks = baselines.random_channel_masks(run.arch, widths, seed=run.seed)
+    params, small, masks = surgery.slice_model(run.arch, params, cmasks)
+    return Built(params, small, masks, run.planned)
+  return build
 
 
-def _finetune_and_score(spec, params, small, masks, phase2, budget, tune_cfg, steps) -> dict:
-  """Fine-tunes a pruned (or small) model for `steps` and scores it: the row's numbers."""
+register("l1norm", "dense phase 1, then each group's largest-L1-norm channels at the uniform "
+         "widths (Li et al., ICLR 2017)")(_channel_arm("l1norm"))
+register("random", "dense phase 1, then random channels at the uniform "
+         "widths")(_channel_arm("random"))
+
+
+def _l1mag_arm(channel_keep: float):
+  def build(run: Run) -> Built:
+    import fmp_jax
+    from fmp_jax.pruning import baselines, surgery
+    params = run.dense_phase1()
+    channel_budget = fmp_jax.Budget(channel_keep, metric=run.budget.metric)
+    cmasks = baselines.magnitude_channel_masks(
+        params, run.arch, baselines.uniform_widths(run.arch, channel_budget))
+    wmasks = _weights_to_budget(params, run.arch, run.budget, cmasks)
+    params, small, masks = surgery.slice_model(run.arch, params, cmasks, wmasks)
+    return Built(params, small, masks, run.planned)
+  return build
+
+
+for _x in (0.5, 0.6, 0.75):
+  register(f"l1mag_c{_x}", f"dense phase 1, l1norm channels at the uniform widths that keep "
+           f"{_x} of the metric, then each layer's smallest weights down to the budget",
+           listed=False)(_l1mag_arm(_x))
+
+
+@register("fmp_flops", "FMP Total with a FLOPs budget, its keep set where a calibration search "
+          "(same seed, FLOPs budget 0.1) first reached the latency budget in the table's "
+          "prediction: FMP-as-the-paper re-pruned to the same latency", searches=True,
+          metrics=("latency",))
+def _fmp_flops(run: Run) -> Built:
   import fmp_jax
-  from fmp_jax import data, evaluation
-  tuned = _train(params, small, masks or None, phase2, steps, tune_cfg["lr"],
-                 tune_cfg["lr_halve_every"])
+  flops_keep = _flops_keep_at_latency(run)
+  built = _searched(run, run.search(fmp_jax.Budget(flops_keep, metric="flops")))
+  built.history, built.flops_keep = [], flops_keep
+  return built
+
+
+@register("fmp_family", "one FMP search to the deepest keep of spec['family'], a model at "
+          "every keep on its way down (bench/family.py)", searches=True, listed=False)
+def _fmp_family(run: Run) -> list[Built]:
+  import fmp_jax
+  results = fmp_jax.prune_family(run.init(), run.spec["family"], arch=run.arch,
+                                 budget=run.budget, data=run.patches(1),
+                                 steps=run.spec["max_search_steps"], seed=run.seed,
+                                 config=run.search_cfg)
+  return [Built(r.params, r.arch, r.masks, r.report["steps"],
+                budget=fmp_jax.Budget(**dict(run.spec["budget"],
+                                             keep=r.report["budget"]["keep"])))
+          for r in results]
+
+
+def run_one(spec: dict, cache: str) -> dict:
+  """Trains, scores and exports one (arm, seed); returns the row as a dict.
+
+  Each model is written twice beside the row: <key>.msgpack after phase 1 (what fmp_scratch
+  starts from) and <key>.tuned.msgpack after fine-tuning (what the row scores), both in the
+  driver's export format (fmp_jax.load / tools/evaluate.py / tools/upscale.py read them).
+  """
+  import fmp_jax
+  t0 = time.time()
+  run = Run(spec, cache)
+  built = ARMS[run.arm].build(run)
+  key = run_key(spec)
+  if isinstance(built, list):   # a family: one fine-tuned, scored model per member
+    members = []
+    for b in built:
+      tag = f"{key}_{b.budget.keep:g}"
+      fmp_jax.save_export(os.path.join(cache, tag + ".msgpack"), b.params, b.arch, b.masks)
+      row = _finetune_and_score(run, b, b.budget, spec["finetune_steps"], tag)
+      members.append(dict(row, arm=run.arm, seed=run.seed, search_steps=b.search_steps))
+    return {"arm": run.arm, "seed": run.seed, "members": members,
+            "search_steps": built[-1].search_steps, "seconds": time.time() - t0}
+  fmp_jax.save_export(os.path.join(cache, key + ".msgpack"), built.params, built.arch,
+                      built.masks)
+  row = _finetune_and_score(run, built, run.budget,
+                            spec.get("finetune_steps", spec["steps"] - built.search_steps), key)
+  return dict(row, **{"arm": run.arm, "seed": run.seed, "flops_keep": built.flops_keep,
+                      "search_steps": built.search_steps, "seconds": time.time() - t0,
+                      "history": built.history, "max_step_drop": _max_step_drop(built.history)})
+
+
+def _finetune_and_score(run: Run, built: Built, budget, steps: int, tag: str) -> dict:
+  """Fine-tunes a pruned (or small) model for `steps`, exports it as <tag>.tuned.msgpack and
+  scores it: the row's numbers.
+
+  Scores: Y-PSNR/SSIM (border = scale, 8-bit) on whole images: the valid split of the run's
+  data set when it has one (the row's psnr/ssim), and the held-out bundled photos always.
+  """
+  import fmp_jax
+  from fmp_jax import evaluation
+  small, masks = built.arch, built.masks
+  tuned = _train(built.params, small, masks or None, run.patches(2), steps, run.tune_cfg["lr"],
+                 run.tune_cfg["lr_halve_every"])
+  export = tag + ".tuned.msgpack"
+  fmp_jax.save_export(os.path.join(run.cache, export), tuned, small, masks)
   report = fmp_jax.sparsity_report(tuned, small, masks, metric=budget.metric,
                                    latency_table=budget.latency_table)
-  scores = evaluation.evaluate_model(tuned, small, data.eval_pairs(None, "bundled", small.scale),
-                                     masks=masks or None)["summary"]
-  return {"psnr": scores["psnr"], "ssim": scores["ssim"],
-          "bicubic_psnr": scores["bicubic_psnr"], "params": report["params"],
+  scores = {name: evaluation.evaluate_model(tuned, small, pairs, masks=masks or None)["summary"]
+            for name, pairs in _eval_sets(run.spec.get("data"), small.scale).items()}
+  main = scores["valid" if "valid" in scores else "bundled"]
+  return {"psnr": main["psnr"], "ssim": main["ssim"], "bicubic_psnr": main["bicubic_psnr"],
+          "scores": {name: {k: v[k] for k in ("psnr", "ssim", "bicubic_psnr", "images")}
+                     for name, v in scores.items()},
+          "params": report["params"],
           "flops": report["flops"], "params_ratio": report["params_ratio"],
           "flops_ratio": report["flops_ratio"],
           "executed_macs_ratio": report["executed_macs_ratio"],
@@ -215,41 +396,30 @@ def _finetune_and_score(spec, params, small, masks, phase2, budget, tune_cfg, st
           "channel_pruned_ratio": report["channel_pruned_ratio"],
           "weight_pruned_ratio": report["weight_pruned_ratio"],
           "widths": report["widths"] if small.widths is None else dict(small.widths),
-          "finetune_steps": steps, "budget_keep": budget.keep}
+          "finetune_steps": steps, "budget_keep": budget.keep, "export": export}
 
 
-def _run_family(spec, cache, params, arch, budget, phase1, search_cfg, tune_cfg, t0) -> dict:
-  """fmp_family: one search to the deepest keep, a model at every keep of spec["family"],
-  each fine-tuned for spec["finetune_steps"]; the row holds one entry per member."""
-  import fmp_jax
+def _eval_sets(data_spec, scale) -> dict:
+  """{"valid": the data set's DIV2K valid split (if any), "bundled": the held-out photos}."""
   from fmp_jax import data
-  seed = spec["seed"]
-  results = fmp_jax.prune_family(params, spec["family"], arch=arch, budget=budget, data=phase1,
-                                 steps=spec["max_search_steps"], seed=seed, config=search_cfg)
-  members = []
-  for r in results:
-    member_budget = fmp_jax.Budget(**dict(spec["budget"], keep=r.report["budget"]["keep"]))
-    fmp_jax.save_export(os.path.join(cache, f"{run_key(spec)}_{member_budget.keep:g}.msgpack"),
-                        r.params, r.arch, r.masks)
-    phase2 = data.bundled_patches(arch.scale, tune_cfg["patch_size"], tune_cfg["batch_size"],
-                                  seed=seed + 1)
-    row = _finetune_and_score(spec, r.params, r.arch, r.masks, phase2, member_budget, tune_cfg,
-                              spec["finetune_steps"])
-    members.append(dict(row, arm="fmp_family", seed=seed, search_steps=r.report["steps"]))
-  return {"arm": "fmp_family", "seed": seed, "members": members,
-          "search_steps": results[-1].report["steps"], "seconds": time.time() - t0}
+  sets = {}
+  if data_spec:
+    sets["valid"] = data.div2k_pairs(data_spec["dir"], scale, "valid")
+  sets["bundled"] = data.eval_pairs(None, "bundled", scale)
+  return sets
 
 
-def _flops_keep_at_latency(params, arch, budget, data_, spec, search_cfg, seed) -> float:
+def _flops_keep_at_latency(run: Run) -> float:
   """The FLOPs remaining where a FLOPs-budget FMP search first fits the latency budget."""
   import jax
   import numpy as np
   import fmp_jax
   from fmp_jax.pruning.latency import LatencyTable
-  table = LatencyTable.load(budget.latency_table, allow_other_device=True)
   from fmp_jax.pruning import search, settings as settings_lib, state as state_lib
-  settings = settings_lib.SearchSettings.from_config(search_cfg)
-  state = state_lib.init_state(arch, params, settings, seed=seed)
+  budget, arch = run.budget, run.arch
+  table = LatencyTable.load(budget.latency_table, allow_other_device=True)
+  settings = settings_lib.SearchSettings.from_config(run.search_cfg)
+  state = state_lib.init_state(arch, run.init(), settings, seed=run.seed)
   low = fmp_jax.Budget(0.1, metric="flops")
 
   class Found(Exception):
@@ -266,8 +436,8 @@ def _flops_keep_at_latency(params, arch, budget, data_, spec, search_cfg, seed) 
       raise Found(metrics["flops_ratio"])
 
   try:
-    search.run_search(arch, state, low, settings, iter(data_), spec["max_search_steps"],
-                      on_step=watch, raise_if_not_reached=False)
+    search.run_search(arch, state, low, settings, iter(run.patches(1)),
+                      run.spec["max_search_steps"], on_step=watch, raise_if_not_reached=False)
   except Found as hit:
     return round(float(hit.args[0]), 4)
   raise RuntimeError(
@@ -424,34 +594,41 @@ def run_all(specs: list[dict], cache: str, jobs: int, on_row=None) -> list[dict]
   return [rows[i] for i in range(len(specs))]
 
 
-# --- the table ---------------------------------------------------------------------------
+# --- the table (bench/family.py prints the same) -----------------------------------------
 
 def summarise(rows: list[dict], arms: list[str], reference: str = "l1norm") -> list[dict]:
-  """Mean ± std per arm, and the paired PSNR difference to `reference` (same seeds)."""
+  """Mean ± std per (budget, arm), and the paired PSNR difference to `reference` at the same
+  budget (same seeds). Rows of several budgets (bench/family.py) give a row per budget."""
   out = []
-  ref = {r["seed"]: r["psnr"] for r in rows if r["arm"] == reference}
   sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0
-  for arm in arms:
-    mine = [r for r in rows if r["arm"] == arm]
-    if not mine:
-      continue
-    psnr = [r["psnr"] for r in mine]
-    ssim = [r["ssim"] for r in mine]
-    paired = [r["psnr"] - ref[r["seed"]] for r in mine if r["seed"] in ref]
-    out.append({"arm": arm, "seeds": len(mine), "params": statistics.mean(r["params"] for r in mine),
-                "flops_ratio": statistics.mean(r["flops_ratio"] for r in mine),
-                "executed_macs_ratio": statistics.mean(r.get("executed_macs_ratio", float("nan"))
-                                                       for r in mine),
-                "latency_ratio": _mean_or_none(r.get("latency_measured_ratio") for r in mine),
-                "latency_predicted_ratio": _mean_or_none(r.get("latency_predicted_ratio")
-                                                         for r in mine),
-                "weight_pruned_ratio": statistics.mean(r["weight_pruned_ratio"] for r in mine),
-                "search_steps": statistics.mean(r["search_steps"] for r in mine),
-                "psnr": statistics.mean(psnr), "psnr_std": sd(psnr), "psnr_seeds": psnr,
-                "ssim": statistics.mean(ssim), "ssim_std": sd(ssim),
-                "vs_reference": statistics.mean(paired) if paired else None,
-                "vs_reference_std": sd(paired) if paired else None,
-                "minutes": statistics.mean(r["seconds"] for r in mine) / 60})
+  keeps = sorted({r["budget_keep"] for r in rows}, reverse=True)
+  for keep in keeps:
+    at_keep = [r for r in rows if abs(r["budget_keep"] - keep) < 1e-9]
+    ref = {r["seed"]: r["psnr"] for r in at_keep if r["arm"] == reference}
+    for arm in arms:
+      mine = [r for r in at_keep if r["arm"] == arm]
+      if not mine:
+        continue
+      psnr = [r["psnr"] for r in mine]
+      ssim = [r["ssim"] for r in mine]
+      paired = [r["psnr"] - ref[r["seed"]] for r in mine if r["seed"] in ref]
+      bundled = [r["scores"]["bundled"]["psnr"] for r in mine if "valid" in r.get("scores", {})]
+      out.append({"arm": arm, "keep": keep, "seeds": len(mine),
+                  "params": statistics.mean(r["params"] for r in mine),
+                  "flops_ratio": statistics.mean(r["flops_ratio"] for r in mine),
+                  "executed_macs_ratio": statistics.mean(r.get("executed_macs_ratio",
+                                                               float("nan")) for r in mine),
+                  "latency_ratio": _mean_or_none(r.get("latency_measured_ratio") for r in mine),
+                  "latency_predicted_ratio": _mean_or_none(r.get("latency_predicted_ratio")
+                                                           for r in mine),
+                  "weight_pruned_ratio": statistics.mean(r["weight_pruned_ratio"] for r in mine),
+                  "search_steps": statistics.mean(r["search_steps"] for r in mine),
+                  "psnr": statistics.mean(psnr), "psnr_std": sd(psnr), "psnr_seeds": psnr,
+                  "ssim": statistics.mean(ssim), "ssim_std": sd(ssim),
+                  "bundled_psnr": statistics.mean(bundled) if bundled else None,
+                  "vs_reference": statistics.mean(paired) if paired else None,
+                  "vs_reference_std": sd(paired) if paired else None,
+                  "minutes": statistics.mean(r.get("seconds", 0.0) for r in mine) / 60})
   return out
 
 
@@ -461,36 +638,50 @@ def _mean_or_none(values):
 
 
 def format_table(summary: list[dict], bicubic: float, metric: str = "flops",
-                 reference: str = "l1norm") -> str:
-  """A markdown table (the README quotes it as printed)."""
+                 reference: str = "l1norm", scored_on: str = "the held-out bundled photos") -> str:
+  """A markdown table (the README and bench/RESULTS.md quote it as printed)."""
   pct = lambda v: "–" if v is None else f"{100 * v:.1f} %"
-  lines = [f"| arm | params | FLOPs | exec. MACs | latency (measured) | latency (table) | "
-           f"by weights | s | PSNR (dB) | SSIM | PSNR − {reference} (paired) | PSNR per seed | "
-           f"min/run |", "|---" * 13 + "|"]
+  keeps = len({s["keep"] for s in summary}) > 1
+  bundled = any(s["bundled_psnr"] is not None for s in summary)
+  head = (["keep"] if keeps else []) + [
+      "arm", "params", "FLOPs", "exec. MACs", "latency (measured)", "latency (table)",
+      "by weights", "s", "PSNR (dB)", "SSIM", f"PSNR − {reference} (paired)", "PSNR per seed"]
+  head += (["PSNR bundled"] if bundled else []) + ["min/run"]
+  lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
   for s in summary:
     seeds = " / ".join(f"{p:.3f}" for p in s["psnr_seeds"])
     delta = ("–" if s["vs_reference"] is None or s["arm"] == reference else
              f"{s['vs_reference']:+.3f} ± {s['vs_reference_std']:.3f}")
-    lines.append(f"| {s['arm']} | {s['params'] / 1e3:.1f}K | {100 * s['flops_ratio']:.1f} % | "
-                 f"{pct(s['executed_macs_ratio'])} | {pct(s['latency_ratio'])} | "
-                 f"{pct(s['latency_predicted_ratio'])} | "
-                 f"{100 * s['weight_pruned_ratio']:.1f} % | {s['search_steps']:.0f} | "
-                 f"{s['psnr']:.3f} ± {s['psnr_std']:.3f} | {s['ssim']:.4f} ± {s['ssim_std']:.4f} | "
-                 f"{delta} | {seeds} | {s['minutes']:.1f} |")
-  lines.append(f"\nbicubic: {bicubic:.3f} dB; s = phase-1 steps (FMP: until its criterion "
-               f"held); \"by weights\": share of the dense {metric} removed by weight masks; "
-               f"exec. MACs: every weight of the kept widths; latency: of the dense model, "
-               f"one 1280x720-output image (Upscaler)")
+    cells = ([f"{s['keep']:g}"] if keeps else []) + [
+        s["arm"], f"{s['params'] / 1e3:.1f}K", f"{100 * s['flops_ratio']:.1f} %",
+        pct(s["executed_macs_ratio"]), pct(s["latency_ratio"]), pct(s["latency_predicted_ratio"]),
+        f"{100 * s['weight_pruned_ratio']:.1f} %", f"{s['search_steps']:.0f}",
+        f"{s['psnr']:.3f} ± {s['psnr_std']:.3f}", f"{s['ssim']:.4f} ± {s['ssim_std']:.4f}",
+        delta, seeds]
+    cells += ([f"{s['bundled_psnr']:.3f}"] if bundled else []) + [f"{s['minutes']:.1f}"]
+    lines.append("| " + " | ".join(cells) + " |")
+  lines.append(f"\nscored on {scored_on}; bicubic: {bicubic:.3f} dB; s = phase-1 steps (FMP: "
+               f"until its criterion held); \"by weights\": share of the dense {metric} removed "
+               f"by weight masks; exec. MACs: every weight of the kept widths; latency: of the "
+               f"dense model, one 1280x720-output image (Upscaler)")
   return "\n".join(lines)
 
 
-def main(argv=None):
+# --- the command ---------------------------------------------------------------------------
+
+def parse_args(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--arch", default="esrb-3-32", help="model-blocks-channels, e.g. esrb-6-64")
+  parser.add_argument("--arch", default="esrb-3-32",
+                      help="model-blocks-channels, e.g. esrb-6-64 (default: the config's)")
+  parser.add_argument("--esa-channels", type=int, default=None,
+                      help="ESA width (default: the config's model.esa_channels)")
   parser.add_argument("--scale", type=int, default=2)
   parser.add_argument("--keep", type=float, default=0.3, help="fraction of the metric that remains")
   parser.add_argument("--metric", default="flops", choices=("flops", "params", "latency"))
+  parser.add_argument("--data_dir", "--data-dir", default=None,
+                      help="train on DIR's DIV2K train split and score on its valid split "
+                           "(e.g. bench/photo_set.py's); default: the bundled photos")
   parser.add_argument("--latency-table", default=None,
                       help="--metric latency: the table (default: built into --cache)")
   parser.add_argument("--no-time", action="store_true",
@@ -502,8 +693,9 @@ def main(argv=None):
   parser.add_argument("--search-steps", type=int, default=None,
                       help="phase-1 length S (default: the recipe's search.pace_steps)")
   parser.add_argument("--seeds", type=int, default=3)
-  parser.add_argument("--arms", default=",".join(ARMS),
-                      help=f"comma list of {', '.join(ARMS + EXTRA_ARMS)}")
+  parser.add_argument("--arms", default=None,
+                      help="comma list of arms (default: the listed arms that take --metric); "
+                           "`--arms list` prints every arm")
   parser.add_argument("--config", default=os.path.join(REPO, "configs", "ablation.py"),
                       help="config whose search/finetune recipe every arm uses")
   parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
@@ -514,16 +706,18 @@ def main(argv=None):
   parser.add_argument("--quick", action="store_true",
                       help="ESRB-2-16, keep 0.5, 1 seed, 3000 steps (~2.5 min): every arm runs and learns")
   parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
-  args = parser.parse_args(argv)
-  if args.worker:
-    _worker_main(*args.worker)
-    return None
-  if argv is None and (args.metric == "latency" or not args.no_time):
-    # Build tables and time models under the allocator settings tools/profile_latency.py
-    # and bench/latency_model.py use, so their tables and these timings agree.
-    from fmp_jax.profiling import reexec_with_hugepages
-    reexec_with_hugepages()
+  return parser.parse_args(argv)
 
+
+def default_arms(metric: str) -> list[str]:
+  return [a.name for a in ARMS.values() if a.listed and metric in a.metrics]
+
+
+def make_specs(args) -> tuple[dict, list[dict]]:
+  """(settings, one spec per (arm, seed)) of the parsed command line; sources first.
+
+  A spec is everything a run's result depends on; its hash is the run's cache key.
+  """
   overrides = list(args.set)
   if args.quick:
     args.arch, args.seeds, args.steps, args.keep = "esrb-2-16", 1, 3000, 0.5
@@ -534,6 +728,8 @@ def main(argv=None):
   arch = parse_arch(args.arch, args.scale)
   if args.quick:
     arch["esa_channels"] = 8
+  if args.esa_channels:
+    arch["esa_channels"] = args.esa_channels
   budget = {"keep": args.keep, "metric": args.metric}
   if args.metric == "latency":
     budget["latency_table"] = os.path.abspath(
@@ -546,35 +742,72 @@ def main(argv=None):
     raise SystemExit(f"phase-1 length S={planned} must be in (0, T={args.steps}); pass "
                      f"--search-steps.")
   channel_keep = args.channel_keep or 1 - 0.8 * (1 - args.keep)
-  arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+  arms = ([a.strip() for a in args.arms.split(",") if a.strip()] if args.arms
+          else default_arms(args.metric))
   for a in arms:
-    if a not in ARMS + EXTRA_ARMS:
-      raise SystemExit(f"--arms: unknown arm {a!r}; known: {', '.join(ARMS + EXTRA_ARMS)}")
+    if a not in ARMS:
+      raise SystemExit(f"--arms: unknown arm {a!r}; known: {', '.join(ARMS)}")
+    if args.metric not in ARMS[a].metrics:
+      raise SystemExit(f"--arms: {a} takes --metric {' or '.join(ARMS[a].metrics)}, "
+                       f"not {args.metric}.")
   base = dict(arch=arch, budget=budget, steps=args.steps, search_steps=planned,
               max_search_steps=max(planned, args.steps // 2) if not args.quick else 60,
               recipe=recipe, channel_keep=channel_keep)
+  data_dir = getattr(args, "data_dir", None)
+  if data_dir:
+    # The manifest's checksum (bench/photo_set.py) names the data; any change re-runs.
+    from fmp_jax import data as data_lib
+    data_dir = os.path.abspath(os.path.expanduser(data_dir))
+    data_lib.resolve_layout(data_dir, args.scale, "valid")  # a wrong path fails here
+    base["data"] = {"dir": data_dir, "manifest": manifest_sha256(data_dir)}
   specs = []
-  order = sorted(arms, key=lambda a: a == "fmp_scratch")  # sources first
+  order = sorted(arms, key=lambda a: ARMS[a].source is not None)  # sources first
   for seed in range(args.seeds):
     for arm in order:
       spec = dict(base, arm=arm, seed=seed)
-      if not arm.startswith("fmp_") or arm == "fmp_scratch":
+      if not ARMS[arm].searches:
         # Baselines use only these search fields: their runs (and cache
         # entries) are shared by ablations that vary the FMP search.
         spec["recipe"] = dict(recipe, search={k: recipe["search"][k] for k in BASELINE_FIELDS})
         spec.pop("channel_keep")
         spec.pop("max_search_steps")
-      if arm in DEPENDS:
-        spec["structure_from"] = run_key(dict(base, arm=DEPENDS[arm], seed=seed))
+      source = ARMS[arm].source
+      if source is not None:
+        if source not in arms:
+          raise SystemExit(f"--arms: {arm} needs {source} in the same ablation.")
+        spec["structure_from"] = run_key(dict(base, arm=source, seed=seed))
         spec["search_recipe"] = recipe["search"]  # the source's search shapes this arm
-        if DEPENDS[arm] not in arms:
-          raise SystemExit(f"--arms: {arm} needs {DEPENDS[arm]} in the same ablation.")
       specs.append(spec)
+  settings = dict(base, seeds=args.seeds, arms=arms, overrides=overrides)
+  return settings, specs
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  if args.worker:
+    _worker_main(*args.worker)
+    return None
+  if args.arms == "list":
+    for arm in ARMS.values():
+      print(f"{arm.name:<14} {'' if arm.listed else '(not in the default) '}{arm.doc}"
+            + (f" [--metric {'/'.join(arm.metrics)}]" if len(arm.metrics) < 3 else ""))
+    return None
+  if argv is None and (args.metric == "latency" or not args.no_time):
+    # Build tables and time models under the allocator settings tools/profile_latency.py
+    # and bench/latency_model.py use, so their tables and these timings agree.
+    from fmp_jax.profiling import reexec_with_hugepages
+    reexec_with_hugepages()
+
+  settings, specs = make_specs(args)
+  arms, budget = settings["arms"], settings["budget"]
   cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
   jobs = args.jobs or max(1, cores)
+  data = settings.get("data")
   print(f"ablation: {args.arch.upper()} x{args.scale}, keep {args.keep} of {args.metric}, "
-        f"T={args.steps} steps (phase 1: S={planned}), {args.seeds} seed(s), arms {arms}, "
-        f"{jobs} job(s); recipe {os.path.relpath(args.config, REPO)} {' '.join(overrides)}",
+        f"T={args.steps} steps (phase 1: S={settings['search_steps']}), {args.seeds} seed(s), "
+        f"arms {arms}, {jobs} job(s); recipe {os.path.relpath(args.config, REPO)} "
+        f"{' '.join(settings['overrides'])}; data "
+        + (f"{data['dir']} (manifest {str(data['manifest'])[:12]})" if data else "bundled"),
         flush=True)
 
   def show(row):
@@ -587,7 +820,8 @@ def main(argv=None):
   if not args.no_time:
     print(f"timing {len({json.dumps(r['widths'], sort_keys=True) for r in rows})} models "
           f"against the dense one ({args.time_repeats} interleaved rounds)...", flush=True)
-    measured = time_models(rows, arch, args.time_repeats, budget.get("latency_table"))
+    measured = time_models(rows, settings["arch"], args.time_repeats,
+                           budget.get("latency_table"))
     for r in rows:
       r["latency_measured_ratio"] = measured[json.dumps(r["widths"], sort_keys=True)]
   if args.metric == "latency":
@@ -601,17 +835,17 @@ def main(argv=None):
   summary = summarise(rows, arms)
   bicubic = rows[0]["bicubic_psnr"]
   print()
-  print(format_table(summary, bicubic, args.metric))
+  print(format_table(summary, bicubic, args.metric,
+                     scored_on=f"{data['dir']}'s valid split" if data else
+                     "the held-out bundled photos"))
   print(f"wall time {(time.time() - t0) / 60:.1f} min")
   if args.json:
     with open(args.json, "w") as f:
-      settings = dict(base, seeds=args.seeds, arms=arms, overrides=overrides)
       if settings["budget"].get("latency_table"):
         # Written relative to the repository: the JSON is shared, the checkout's place is not.
         settings["budget"] = dict(settings["budget"], latency_table=os.path.relpath(
             settings["budget"]["latency_table"], REPO))
-      json.dump({"settings": settings,
-                 "summary": summary, "runs": rows}, f, indent=1)
+      json.dump({"settings": settings, "summary": summary, "runs": rows}, f, indent=1)
   return summary
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -83,39 +82,6 @@ def flatten(rows):
   for r in rows:
     out.extend(r["members"] if "members" in r else [r])
   return out
-
-
-def summary_table(rows, keeps):
-  sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0
-  pct = lambda v: "–" if v is None else f"{100 * v:.1f} %"
-  lines = ["| keep | arm | FLOPs | exec. MACs | latency (measured) | s | PSNR (dB) | "
-           "family − separate (paired) | PSNR per seed |", "|---" * 9 + "|"]
-  table = []
-  for keep in keeps:
-    sep = {r["seed"]: r["psnr"] for r in rows if r["arm"] == "fmp_total"
-           and abs(r["budget_keep"] - keep) < 1e-9}
-    for arm in ARMS:
-      mine = [r for r in rows if r["arm"] == arm and abs(r["budget_keep"] - keep) < 1e-9]
-      if not mine:
-        continue
-      psnr = [r["psnr"] for r in mine]
-      lat = [r.get("latency_measured_ratio") for r in mine]
-      paired = [r["psnr"] - sep[r["seed"]] for r in mine if r["seed"] in sep]
-      row = {"keep": keep, "arm": arm, "psnr": statistics.mean(psnr), "psnr_std": sd(psnr),
-             "psnr_seeds": psnr, "flops_ratio": statistics.mean(r["flops_ratio"] for r in mine),
-             "executed_macs_ratio": statistics.mean(r["executed_macs_ratio"] for r in mine),
-             "latency_ratio": None if None in lat else statistics.mean(lat),
-             "search_steps": statistics.mean(r["search_steps"] for r in mine),
-             "vs_separate": statistics.mean(paired) if arm == "fmp_family" and paired else None,
-             "vs_separate_std": sd(paired) if arm == "fmp_family" and paired else None}
-      table.append(row)
-      delta = ("–" if row["vs_separate"] is None
-               else f"{row['vs_separate']:+.3f} ± {row['vs_separate_std']:.3f}")
-      lines.append(f"| {keep:g} | {arm} | {pct(row['flops_ratio'])} | "
-                   f"{pct(row['executed_macs_ratio'])} | {pct(row['latency_ratio'])} | "
-                   f"{row['search_steps']:.0f} | {row['psnr']:.3f} ± {row['psnr_std']:.3f} | "
-                   f"{delta} | {' / '.join(f'{p:.3f}' for p in psnr)} |")
-  return table, "\n".join(lines)
 
 
 def plot(table, bicubic, path):
@@ -197,9 +163,9 @@ def main(argv=None):
       r["latency_measured_ratio"] = measured[json.dumps(r["widths"], sort_keys=True)]
   rows = earlier + rows
   seeds = sorted({r["seed"] for r in rows})
-  table, text = summary_table(rows, keeps)
+  table = ablation.summarise(rows, list(ARMS), reference="fmp_total")  # fmp_family: vs separate
   print()
-  print(text)
+  print(ablation.format_table(table, rows[0]["bicubic_psnr"], reference="fmp_total"))
   fam = [r for r in rows if r["arm"] == "fmp_family"]
   sep = [r for r in rows if r["arm"] == "fmp_total"]
   fam_search = sum(max(r["search_steps"] for r in fam if r["seed"] == s) for s in seeds)
