@@ -99,7 +99,7 @@ def load_recipe(path: str, overrides: list[str]) -> dict:
     old = cfg[section][field]
     cfg[section][field] = type(old)(json.loads(value)) if not isinstance(old, str) else value
   # Logging and checkpoint intervals do not change results: left out of run keys.
-  drop = ("log_every", "checkpoint_every")
+  drop = ("log_every", "checkpoint_every", "checkpoint_every_minutes")
   return {section: {k: v for k, v in cfg[section].to_dict().items() if k not in drop}
           for section in ("search", "finetune")}
 

@@ -7,11 +7,10 @@ Dense model: 3,696,643 params, 317.64 G FLOPs. Paper ablation (Total): ~60 % of
 params remain, Set5 32.03 dB.
 """
 
-from fmp_jax.config_base import PAPER_SEARCH, base_config
+from fmp_jax.config_base import PAPER_SEARCH, base_config, with_preset
 
 
 def get_config(arg=None):
-  del arg
   c = base_config()
   c.model.name = "edsr"
   c.model.blocks = 8
@@ -20,4 +19,4 @@ def get_config(arg=None):
   c.model.prune_upsampler = True  # DHP's --prune_upsampler: the upsampler follows the stream
   c.budget.keep = 0.6
   c.search.update(PAPER_SEARCH)  # the paper-scale search of the ESRB configs
-  return c
+  return with_preset(c, arg)

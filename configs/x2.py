@@ -13,5 +13,4 @@ from fmp_jax.config_base import paper_esrb_config
 
 
 def get_config(arg=None):
-  del arg
-  return paper_esrb_config(scale=2)
+  return paper_esrb_config(scale=2, arg=arg)

@@ -7,6 +7,15 @@ import sys
 from absl import flags, logging
 
 
+def program_name(argv0: str) -> str:
+  """How errors name the program: `fmp_jax.main` for `python -m fmp_jax.main` (whose argv[0]
+  is .../fmp_jax/main.py), else the script's file name (e.g. `count.py`)."""
+  path = argv0.replace("\\", "/")
+  if path.endswith("fmp_jax/main.py"):
+    return "fmp_jax.main"
+  return path.rsplit("/", 1)[-1]
+
+
 def flags_parser(argv):
   """absl flags parser that turns bad flags and config typos into one clear line.
 
@@ -14,18 +23,18 @@ def flags_parser(argv):
   AttributeError deep inside flag parsing; users should see the field name and
   the suggestion, not a traceback.
   """
-  prog = argv[0].rsplit("/", 1)[-1]
+  prog = program_name(argv[0])
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    sys.exit(f"{prog}: {e}\nTry --helpfull for the flags.")
+    sys.exit(f"{prog}: error: {e}\nTry --helpfull for the flags.")
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     msg = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
     bad = [a for a in argv[1:] if a.startswith("--config.")]
     where = f" in {', '.join(bad)}" if bad else ""
-    sys.exit(f"{prog}: bad config override{where}: {msg}")
+    sys.exit(f"{prog}: error: bad config override{where}: {msg}")
   except SyntaxError as e:
-    sys.exit(f"{prog}: config file {e.filename}, line {e.lineno}: syntax error: {e.msg}")
+    sys.exit(f"{prog}: error: config file {e.filename}, line {e.lineno}: syntax error: {e.msg}")
 
 
 def quiet_logs():
@@ -47,4 +56,4 @@ def config_or_exit(holder, prog: str):
     return value
   except (IOError, OSError) as e:
     detail = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
-    sys.exit(f"{prog}: cannot load the config file: {detail}")
+    sys.exit(f"{prog}: error: cannot load the config file: {detail}")

@@ -43,6 +43,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.finetune = ml_collections.ConfigDict(dict(
       steps=300_000, batch_size=16, patch_size=48, lr=2e-4,
       lr_halve_every=100_000, log_every=100, checkpoint_every=5000,
+      checkpoint_every_minutes=30.0,   # also checkpoint by time (0: only by step)
       reduction_shards=0,       # as search.reduction_shards (fmp_jax.reduction)
       member_steps=()))         # with search.family: fine-tune steps per member (default: steps)
 
@@ -51,6 +52,8 @@ def base_config() -> ml_collections.ConfigDict:
       train="div2k",            # "div2k" (folders under data_dir), "bundled", "tfds", or a folder
       data_dir="",              # root holding DIV2K/ and the benchmark folders
       tfds_name="",             # e.g. "div2k/bicubic_x2" when train == "tfds"
+      # Names under data_dir (or "bundled"): a tuple, or as typed on the command line,
+      # --config.data.eval_sets=Set5,Set14 (see `data.eval_set_names`).
       eval_sets=("Set5", "Set14", "B100", "Urban100", "Manga109"),
       eval_max_images=0,        # 0 = all images of each set
       skip_small=False,         # drop training images smaller than a patch (default: error)
@@ -88,13 +91,45 @@ def bundled_esrb_config() -> ml_collections.ConfigDict:
   return c
 
 
-def paper_esrb_config(scale: int) -> ml_collections.ConfigDict:
-  """ESRB-6-256 at `scale` on DIV2K, keep 8.5 % of params, criterion Total (the paper's setting)."""
+def paper_esrb_config(scale: int, arg: str | None = None) -> ml_collections.ConfigDict:
+  """ESRB-6-256 at `scale` on DIV2K, keep 8.5 % of params, criterion Total (the paper's
+  setting); `arg` "smoke" gives its smoke preset (`smoke_preset`)."""
   c = base_config()
   c.model.scale = scale
   c.search.update(PAPER_SEARCH)
+  return with_preset(c, arg)
+
+
+def with_preset(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+  """The config itself (no arg), or its preset named by `--config=FILE:ARG`."""
+  if not arg:
+    return c
+  if arg == "smoke":
+    return smoke_preset(c)
+  raise ValueError(f"unknown config preset {arg!r}; the paper configs know 'smoke' "
+                   "(e.g. --config=configs/x2.py:smoke).")
+
+
+def smoke_preset(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The same model, budget, criterion and code path in minutes on a CPU.
+
+  The search's schedule shrinks from pace_steps to SMOKE_PACE steps and the latents' step
+  grows by the same factor (latent_lr x pace_steps is kept: the latents travel as far);
+  max_steps stays at twice the schedule. Batches of 2 LR patches of 24x24, a few fine-tune
+  steps, one eval set (Set5, override with --config.data.eval_sets=...), a short latency
+  measurement. Its model is not a result: it checks data, config and hardware end to end.
+  """
+  travel = c.search.latent_lr * c.search.pace_steps
+  c.search.update(pace_steps=SMOKE_PACE, latent_lr=travel / SMOKE_PACE, max_steps=2 * SMOKE_PACE,
+                  batch_size=2, patch_size=24, log_every=5, checkpoint_every=20)
+  c.finetune.update(steps=10, batch_size=2, patch_size=24, lr_halve_every=5, log_every=2,
+                    checkpoint_every=5)
+  c.data.update(eval_sets=("Set5",), eval_max_images=2)
+  c.report.latency_repeats = 2
   return c
 
+
+SMOKE_PACE = 60
 
 # The search of the paper-scale configs: the ablation's dynamics (see the README)
 # with a schedule of 20k steps (DHP searches for up to ~60 DIV2K epochs) and a

@@ -89,3 +89,19 @@ def evaluate_model(params: Mapping, arch, pairs: Sequence, masks: Optional[Mappi
   """
   return evaluate(model_upscaler(params, arch, masks), pairs, arch.scale, arch.rgb_range,
                   **kwargs)
+
+
+def evaluate_sets(params: Mapping, arch, masks: Optional[Mapping], data_cfg,
+                  on_set: Optional[Callable[[str, dict], None]] = None) -> dict:
+  """{set name: `evaluate_model` result} over the config's eval sets (`data.eval_set_names`),
+  each cut to data_cfg.eval_max_images when that is set; on_set(name, summary) after each."""
+  from fmp_jax import data as data_lib
+  results = {}
+  for name in data_lib.eval_set_names(data_cfg):
+    pairs = data_lib.eval_pairs(data_cfg, name, arch.scale)
+    if data_cfg.eval_max_images:
+      pairs = pairs[:int(data_cfg.eval_max_images)]
+    results[name] = evaluate_model(params, arch, pairs, masks=masks)
+    if on_set is not None:
+      on_set(name, results[name]["summary"])
+  return results

@@ -1,6 +1,8 @@
 """Command-line entry: `python -m fmp_jax.main --config=configs/x2.py --workdir=DIR`.
 
 Runs (or resumes) search -> finalise -> finetune -> evaluate -> export in DIR.
+SIGTERM or Ctrl-C stops it after the current step with a checkpoint, one line on stderr
+and exit status 75 (`preemption.PREEMPTED_EXIT`); rerunning resumes.
 Any config field can be overridden, e.g. `--config.search.max_steps=5000`;
 unknown fields are refused. A rerun whose config changes the result of the
 run already in DIR is refused; `--restart` moves that run aside and starts over.
@@ -12,6 +14,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from fmp_jax.cli import config_or_exit, flags_parser, quiet_logs
+from fmp_jax.preemption import PREEMPTED_EXIT, Preempted
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/x2.py (see configs/).", lock_config=True)
@@ -49,6 +52,9 @@ def main(argv):
                        process_id=_PROCESS_ID.value, timeout_s=_DISTRIBUTED_TIMEOUT.value)
     train.train_and_evaluate(config, _WORKDIR.value, restart=_RESTART.value,
                              distributed=distributed)
+  except Preempted as e:
+    print(f"{PROG}: {e}", file=sys.stderr, flush=True)
+    sys.exit(PREEMPTED_EXIT)
   except KeyboardInterrupt:
     sys.exit(f"{PROG}: interrupted; rerun the same command to resume from the last checkpoint.")
   except (ValueError, RuntimeError, FloatingPointError, OSError) as e:

@@ -95,12 +95,34 @@ def read_metrics(workdir: str) -> list[dict]:
   return [rows[k] for k in sorted(rows, key=lambda k: (k[0] != "search", k[1]))]
 
 
-class Progress:
-  """`[finetune] step 120/400 (30%) 12.3 steps/s ETA 0:00:23 loss 0.0712 ...`.
+def format_duration(seconds: float) -> str:
+  """`0:00:59`, `1d 01:00:00`, `4d 19:12:05`: hours wrap into days, never lost."""
+  if not math.isfinite(seconds):
+    return "?"
+  total = int(round(max(seconds, 0.0)))
+  days, rest = divmod(total, 86_400)
+  hours, rest = divmod(rest, 3600)
+  clock = f"{hours:d}:{rest // 60:02d}:{rest % 60:02d}"
+  return f"{days}d {hours:02d}:{rest // 60:02d}:{rest % 60:02d}" if days else clock
 
-  With `expected` (the search: its schedule reaches the budget at
-  ``pace_steps``, its step limit is only a limit) the line reads
-  `step 120/~400` and the ETA is to that step; past it, no ETA is shown.
+
+def format_rate(steps_per_second: float) -> str:
+  """`12.3 steps/s`, or `18.2 s/step` below one step a second (where 0.05 steps/s says little)."""
+  if steps_per_second <= 0 or not math.isfinite(steps_per_second):
+    return "? steps/s"
+  if steps_per_second < 1:
+    return f"{1 / steps_per_second:.2f} s/step"
+  return f"{steps_per_second:.2f} steps/s"
+
+
+class Progress:
+  """`12:03:44 [finetune] step 120/400 (30%) 12.3 steps/s ETA 0:00:23 loss 0.0712 ...`.
+
+  The line starts with the wall-clock time. The rate counts from the first report, after
+  the step has compiled (compilation is reported on its own line, `loop.compile_step`).
+  With `expected` (the search: its schedule reaches the budget at ``pace_steps``, its step
+  limit is only a limit) the line reads `step 120/~400` and the ETA is to that step; past
+  it, no ETA is shown.
   """
 
   def __init__(self, stage: str, total: int, start: int = 0, expected: bool = False):
@@ -113,9 +135,10 @@ class Progress:
     elapsed = max(time.time() - self.t0, 1e-9)
     rate = (step - self.s0) / elapsed
     eta = (self.total - step) / rate if rate > 0 else math.inf
-    eta_s = "?" if not math.isfinite(eta) else time.strftime("%H:%M:%S", time.gmtime(eta))
     pct = 100.0 * step / max(self.total, 1)
     total = f"~{self.total}" if self.expected else f"{self.total}"
-    timing = f"ETA {eta_s} " if not (self.expected and step >= self.total) else ""
-    return (f"[{self.stage}] step {step}/{total} ({pct:.0f}%) {rate:.2f} steps/s "
+    timing = "" if step == self.s0 else f"{format_rate(rate)} "   # no rate from one report
+    if step > self.s0 and not (self.expected and step >= self.total):
+      timing += f"ETA {format_duration(eta)} "
+    return (f"{time.strftime('%H:%M:%S')} [{self.stage}] step {step}/{total} ({pct:.0f}%) "
             f"{timing}loss {scalars.get('loss', float('nan')):.4f}{extra}")

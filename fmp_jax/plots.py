@@ -8,6 +8,17 @@ from typing import Optional
 from fmp_jax.metric_logging import read_metrics
 
 
+def smooth(values: list, window: int = 0) -> list:
+  """A centred moving average (window: about a tenth of the points, odd, at least 1); the
+  ends average what is there, so the curve spans every step."""
+  import numpy as np
+  n = len(values)
+  window = window or max(1, (n // 10) | 1)
+  half = window // 2
+  v = np.asarray(values, float)
+  return [float(v[max(0, i - half):i + half + 1].mean()) for i in range(n)]
+
+
 def plot_run(workdir: str, budget_keep: Optional[float] = None, metric: str = "flops") -> list[str]:
   """Writes plots/loss.png and plots/remaining.png from metrics.jsonl; returns their paths."""
   import matplotlib
@@ -21,21 +32,32 @@ def plot_run(workdir: str, budget_keep: Optional[float] = None, metric: str = "f
   os.makedirs(out_dir, exist_ok=True)
   search = [r for r in rows if r["stage"] == "search"]
   tunes = sorted({r["stage"] for r in rows if r["stage"].startswith("finetune")})
-  offset = search[-1]["step"] if search else 0
 
-  fig, ax = plt.subplots(figsize=(7, 4))
-  if search:
-    ax.plot([r["step"] for r in search], [r["l1"] for r in search], label="search: L1")
-  for stage in tunes:
-    tune = [r for r in rows if r["stage"] == stage]
-    ax.plot([offset + r["step"] for r in tune], [r["loss"] for r in tune],
-            label=f"{stage.replace('/', ' ')}: L1")
-  ax.set_xlabel("step")
-  ax.set_ylabel("L1 loss")
-  ax.set_yscale("log")
-  ax.grid(alpha=0.3)
-  ax.legend()
-  ax.set_title("Reconstruction loss")
+  # One panel per stage, each on its own step axis: the search's loss (l1 + the budget
+  # term) and reconstruction l1, then each fine-tune's l1 loss; raw values faint, a
+  # moving average on top.
+  panels = ([("search", search, (("l1", "l1 (reconstruction)"), ("loss", "loss")))] if search
+            else [])
+  panels += [(stage.replace("/", " "), [r for r in rows if r["stage"] == stage],
+              (("loss", "loss (l1)"),)) for stage in tunes]
+  fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5.5 * max(len(panels), 1), 4),
+                           squeeze=False)
+  for ax, (title, stage_rows, keys) in zip(axes[0], panels):
+    steps = [r["step"] for r in stage_rows]
+    for k, (key, label) in enumerate(keys):
+      values = [r[key] for r in stage_rows if key in r]
+      if len(values) != len(steps):
+        continue
+      color = f"C{k}"
+      ax.plot(steps, values, color=color, alpha=0.25, lw=1)
+      ax.plot(steps, smooth(values), color=color, lw=2, label=f"{label}, smoothed")
+    ax.set_xlabel(f"{title} step")
+    ax.set_ylabel("L1 loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+  fig.suptitle("Reconstruction loss per stage (faint: every logged step)")
   loss_path = os.path.join(out_dir, "loss.png")
   fig.tight_layout()
   fig.savefig(loss_path, dpi=110)

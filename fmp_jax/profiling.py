@@ -9,6 +9,7 @@ with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (`reexec_with_hugepages`), as
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import statistics
@@ -46,6 +47,95 @@ def median_seconds(fn: Callable, *args, repeats: int = 5) -> float:
     jax.block_until_ready(fn(*args))
     times.append(time.perf_counter() - t0)
   return statistics.median(times)
+
+
+# A timing whose rounds differ by more than this fraction of their median (for any model,
+# or for the ratio of two models timed side by side) is reported as unreliable: on an idle
+# machine the rounds of a whole-image forward pass agree within a few per cent.
+UNRELIABLE_SPREAD = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+  """Interleaved timings: per name, the seconds of every round (`time_interleaved`)."""
+  rounds: dict
+
+  def seconds(self, name: str) -> float:
+    return statistics.median(self.rounds[name])
+
+  def spread(self, name: str) -> float:
+    """(slowest - fastest round) / median."""
+    t = self.rounds[name]
+    return (max(t) - min(t)) / statistics.median(t)
+
+  def ratios(self, name: str, reference: str) -> list[float]:
+    return [a / b for a, b in zip(self.rounds[name], self.rounds[reference])]
+
+  def ratio(self, name: str, reference: str) -> float:
+    """The median over rounds of name's time / reference's time in the same round."""
+    return statistics.median(self.ratios(name, reference))
+
+  def ratio_spread(self, name: str, reference: str) -> float:
+    r = self.ratios(name, reference)
+    return (max(r) - min(r)) / statistics.median(r)
+
+  def unreliable(self, *names: str) -> bool:
+    """True when the rounds disagree by more than UNRELIABLE_SPREAD (the machine was busy)."""
+    names = names or tuple(self.rounds)
+    worst = max(self.spread(n) for n in names)
+    if len(names) == 2:
+      worst = max(worst, self.ratio_spread(*names))
+    return worst > UNRELIABLE_SPREAD
+
+  def summary(self, name: str, reference: str) -> dict:
+    """What a report holds of `name` timed against `reference` (seconds are medians)."""
+    return {"seconds": self.seconds(name), "dense_seconds": self.seconds(reference),
+            "ratio": self.ratio(name, reference),
+            "ratio_min": min(self.ratios(name, reference)),
+            "ratio_max": max(self.ratios(name, reference)),
+            "spread": max(self.spread(name), self.spread(reference),
+                          self.ratio_spread(name, reference)),
+            "rounds": len(self.rounds[name]), "unreliable": self.unreliable(name, reference)}
+
+
+def time_interleaved(calls: Mapping[str, tuple], rounds: int = 5, warmup: int = 1) -> Timing:
+  """Times every fn(*args) of `calls` ({name: (fn, args)}) once per round, the models in
+  turn (alternating direction each round), after `warmup` calls each; so a change of load
+  hits all of them alike and their ratio per round stays meaningful. Returns the Timing."""
+  for fn, args in calls.values():
+    for _ in range(warmup):
+      jax.block_until_ready(fn(*args))
+  names = list(calls)
+  times: dict = {n: [] for n in names}
+  for r in range(rounds):
+    for name in (names if r % 2 == 0 else names[::-1]):
+      fn, args = calls[name]
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn(*args))
+      times[name].append(time.perf_counter() - t0)
+  return Timing(times)
+
+
+def format_latency(t: Mapping) -> str:
+  """`82.4 % (5 rounds, 79.0-85.1 %)`, or with `unreliable: machine busy` when it is."""
+  text = (f"{100 * t['ratio']:.1f} % ({t['rounds']} rounds, {100 * t['ratio_min']:.1f}-"
+          f"{100 * t['ratio_max']:.1f} %)")
+  if t.get("unreliable"):
+    text += (f"; unreliable: machine busy (rounds differ by {100 * t['spread']:.0f} %, over "
+             f"{100 * UNRELIABLE_SPREAD:.0f} %)")
+  return text
+
+
+def time_against_dense(params: Mapping, arch: Arch, lr_hw: tuple[int, int], rounds: int = 5,
+                       run_widths: Optional[Mapping[str, int]] = None,
+                       dense_params: Optional[Mapping] = None) -> dict:
+  """A pruned model and its dense backbone timed interleaved by `Upscaler` (whole image at
+  LR `lr_hw`, `run_widths` for the pruned one): `Timing.summary` of the pruned model."""
+  dense = arch.dense()
+  pruned_fn, x, _ = upscaler_call(params, arch, lr_hw, run_widths=run_widths)
+  dense_fn, xd, _ = upscaler_call(dense_params or init_params(dense), dense, lr_hw)
+  timing = time_interleaved({"pruned": (pruned_fn, (x,)), "dense": (dense_fn, (xd,))}, rounds)
+  return dict(timing.summary("pruned", "dense"), lr_hw=list(lr_hw))
 
 
 def upscaler_call(params: Mapping, arch: Arch, lr_hw: tuple[int, int], precision: str = "float32",

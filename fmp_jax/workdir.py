@@ -24,6 +24,7 @@ CONFIG_FILE = "config.json"
 # is where the data lives; eval_* pick which benchmarks are scored (re-scored on change).
 NEUTRAL_FIELDS = frozenset({
     "search.log_every", "search.checkpoint_every", "search.max_steps",
+    "search.checkpoint_every_minutes", "finetune.checkpoint_every_minutes",
     "finetune.log_every", "finetune.checkpoint_every",
     "data.eval_sets", "data.eval_max_images", "data.data_dir", "distributed",
     "report.measure_latency", "report.latency_repeats", "report.baselines",
@@ -139,3 +140,20 @@ def write_record(workdir: str, config) -> None:
   with open(tmp, "w") as f:
     json.dump(config_dict(config), f, indent=1, sort_keys=True)
   os.replace(tmp, path)
+
+
+def model_file(path: str) -> str:
+  """The export file `path` names: the file itself, or the model a driver workdir holds
+  (export/, else finetuned/, else pruned/ model.msgpack). Raises WorkdirError naming it."""
+  if os.path.isdir(path):
+    for candidate in ("export/model.msgpack", "finetuned/model.msgpack", "pruned/model.msgpack",
+                      "model.msgpack"):
+      if os.path.isfile(os.path.join(path, candidate)):
+        return os.path.join(path, candidate)
+    raise WorkdirError(f"{path}: a folder without export/model.msgpack (nor finetuned/, "
+                       f"pruned/); give the .msgpack file written by the driver or "
+                       f"fmp_jax.save_export.")
+  if not os.path.isfile(path):
+    raise WorkdirError(f"{path}: no such model file (give an export written by "
+                       f"fmp_jax.save_export / the training driver, or the driver's workdir).")
+  return path

@@ -222,6 +222,33 @@ def test_kill_and_resume_reaches_same_params(repo_root, finished_run, tmp_path):
           == (finished_run[0] / "export" / "model.msgpack").read_bytes())
 
 
+def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resumes_byte_identically(
+    repo_root, finished_run, tmp_path):
+  """What a preemptible VM or Slurm sends: the step in flight finishes, a checkpoint at that
+  step (not a checkpoint_every=20 step) is written, status 75, and the rerun resumes there."""
+  workdir = tmp_path / "preempted"
+  proc = run_main(repo_root, workdir, wait=False)
+  seen = []
+  for line in proc.stdout:
+    seen.append(line)
+    if "[search] step 30/" in line:
+      break
+  assert proc.poll() is None, "".join(seen)
+  proc.send_signal(signal.SIGTERM)
+  rest = proc.stdout.read()
+  assert proc.wait(timeout=300) == 75, "".join(seen) + rest
+  stopped = re.search(r"stopped by SIGTERM after search step (\d+); a checkpoint", rest)
+  assert stopped, rest
+  step = int(stopped.group(1))
+  assert step >= 30 and (workdir / "checkpoints" / "search" / str(step)).is_dir()
+  assert "Traceback" not in rest and not (workdir / "export").exists()
+  out = run_main(repo_root, workdir)
+  assert out.returncode == 0, out.stdout + out.stderr
+  assert f"[search] resuming from checkpoint at step {step}" in out.stdout
+  assert ((workdir / "export" / "model.msgpack").read_bytes()
+          == (finished_run[0] / "export" / "model.msgpack").read_bytes())
+
+
 def test_kill_during_finetune_and_resume(repo_root, finished_run, tmp_path):
   reference = (finished_run[0] / "export" / "model.msgpack").read_bytes()
   workdir = copy_run(finished_run[0], tmp_path / "w", forget=("finetune", "evaluate", "export"))

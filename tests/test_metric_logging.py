@@ -1,6 +1,7 @@
 """Progress lines (the search's progress is toward its schedule's end, not its step limit)
 and where metrics go: JSONL always, TensorBoard with the extra, one line when it cannot."""
 
+import re
 import sys
 import types
 
@@ -13,8 +14,9 @@ from fmp_jax.metric_logging import Progress
 def test_search_progress_is_toward_the_schedule():
   progress = Progress("search", 400, start=0, expected=True)
   first = progress.line(1, {"loss": 0.5})
-  assert first.startswith("[search] step 1/~400 (0%)") and "ETA" in first
-  assert "step 200/~400 (50%)" in progress.line(200, {"loss": 0.1})
+  assert re.match(r"\d\d:\d\d:\d\d \[search\] step 1/~400 \(0%\) loss", first), first
+  later = progress.line(200, {"loss": 0.1})
+  assert "step 200/~400 (50%)" in later and "ETA" in later
   # Past the schedule's end the search is landing: no ETA to a step already passed.
   late = progress.line(430, {"loss": 0.1})
   assert "step 430/~400" in late and "ETA" not in late
@@ -22,8 +24,30 @@ def test_search_progress_is_toward_the_schedule():
 
 def test_fixed_length_stage_shows_its_total_and_eta():
   progress = Progress("finetune", 3000, start=1000)
-  assert progress.line(1000, {"loss": 0.2}).startswith("[finetune] step 1000/3000 (33%)")
+  assert "[finetune] step 1000/3000 (33%)" in progress.line(1000, {"loss": 0.2})
   assert "ETA" in progress.line(1500, {"loss": 0.2})
+
+
+def test_durations_keep_their_days():
+  assert metric_logging.format_duration(4.8 * 86_400) == "4d 19:12:00"
+  assert metric_logging.format_duration(59) == "0:00:59"
+  assert metric_logging.format_duration(25 * 3600) == "1d 01:00:00"
+  assert metric_logging.format_duration(float("inf")) == "?"
+
+
+def test_a_slow_run_reads_in_seconds_per_step_and_days(monkeypatch):
+  """18 s a step with 19,995 steps to go: 359,910 s = 4 days 3:58:30, not 3:58:30."""
+  clock = [1000.0]
+  monkeypatch.setattr(metric_logging.time, "time", lambda: clock[0])
+  progress = Progress("search", 20_000, start=0)
+  progress.line(1, {"loss": 0.5})            # the first report starts the clock
+  clock[0] += 4 * 18.0
+  line = progress.line(5, {"loss": 0.4})
+  assert "18.00 s/step" in line and "ETA 4d 03:58:30" in line, line
+  fast = Progress("finetune", 100)
+  fast.line(0, {})
+  clock[0] += 2.0
+  assert "25.00 steps/s" in fast.line(50, {})
 
 
 def test_tensorboard_events_are_written_with_the_extra(tmp_path):
@@ -72,3 +96,19 @@ def test_tensorflow_without_tensorboard_says_why_once(tmp_path, monkeypatch, cap
   assert len(lines) == 1, captured.err
   assert "No module named 'tensorboard'" in lines[0]
   assert "pip install -e '.[tensorboard]'" in lines[0]
+
+
+def test_interleaved_timings_report_medians_spread_and_a_busy_machine():
+  from fmp_jax.profiling import Timing, format_latency
+  calm = Timing({"pruned": [0.80, 0.82, 0.81], "dense": [1.0, 1.01, 0.99]})
+  s = calm.summary("pruned", "dense")
+  assert s["seconds"] == 0.81 and s["dense_seconds"] == 1.0
+  # Per round: 0.800, 0.812, 0.818; the median round's ratio, not a ratio of medians.
+  assert abs(s["ratio"] - 0.82 / 1.01) < 1e-12 and s["rounds"] == 3 and not s["unreliable"]
+  assert format_latency(s) == "81.2 % (3 rounds, 80.0-81.8 %)"
+  # A load that slowed the pruned model's rounds (but not the dense one's): the ratio per
+  # round swings from 80 % to 139 %; the figure is flagged, not stated as if true.
+  busy = Timing({"pruned": [0.80, 1.39, 0.81], "dense": [1.0, 1.0, 1.0]})
+  b = busy.summary("pruned", "dense")
+  assert b["unreliable"] and b["ratio"] == 0.81
+  assert "unreliable: machine busy" in format_latency(b)

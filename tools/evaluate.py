@@ -43,16 +43,11 @@ class ToolError(Exception):
 
 def resolve_export(path: str) -> str:
   """The export file: `path` itself, or the model a driver workdir holds."""
-  if os.path.isdir(path):
-    for candidate in ("export/model.msgpack", "finetuned/model.msgpack", "pruned/model.msgpack",
-                      "model.msgpack"):
-      if os.path.isfile(os.path.join(path, candidate)):
-        return os.path.join(path, candidate)
-    raise ToolError(f"{path}: a folder without export/model.msgpack (nor finetuned/, pruned/); "
-                    f"give the .msgpack file written by the driver or fmp_jax.export.save.")
-  if not os.path.isfile(path):
-    raise ToolError(f"{path}: no such export file.")
-  return path
+  from fmp_jax.workdir import WorkdirError, model_file
+  try:
+    return model_file(path)
+  except WorkdirError as e:
+    raise ToolError(str(e)) from None
 
 
 def best_window(bic: np.ndarray, hr: np.ndarray, size: int) -> tuple[int, int]:

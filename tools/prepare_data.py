@@ -6,6 +6,9 @@
                                               # DIV2K/DIV2K_train_LR_bicubic/X2/0001x2.png
   # An array_record TFDS dataset (no TensorFlow needed) for --config.data.train=tfds:
   python tools/prepare_data.py --hr /data/DIV2K --scale 2 --tfds --out /data/tfds
+  # A DIV2K-style folder of the bundled photos (TRAIN as DIV2K_train_HR, EVAL as
+  # DIV2K_valid_HR), for a smoke run of a paper config without DIV2K:
+  python tools/prepare_data.py --from-bundled /tmp/bundled_div2k
 
 --hr is an HR folder, a benchmark set folder (holding HR/) or a DIV2K root.
 For --tfds, existing LR images of the layout (e.g. DIV2K's official
@@ -60,6 +63,21 @@ def write_lr_folder(hr_dir: str, scale: int, out_dir: str, overwrite: bool) -> t
   return written, kept
 
 
+def write_bundled(root: str) -> list[str]:
+  """The bundled photos as DIV2K's HR-only layout under `root`; returns the files written."""
+  from PIL import Image
+
+  from fmp_jax.data.bundled import bundled_images
+  written = []
+  for split, folder, first in (("train", "DIV2K_train_HR", 1), ("eval", "DIV2K_valid_HR", 801)):
+    os.makedirs(os.path.join(root, folder), exist_ok=True)
+    for i, image in enumerate(bundled_images(split).values()):
+      path = os.path.join(root, folder, f"{first + i:04d}.png")
+      Image.fromarray(image).save(path)
+      written.append(path)
+  return written
+
+
 def write_tfds(hr: str, scale: int, out: str, split: str, overwrite: bool) -> str:
   from tqdm import tqdm
 
@@ -86,7 +104,9 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                    formatter_class=argparse.RawDescriptionHelpFormatter,
                                    epilog="\n".join(__doc__.splitlines()[1:]))
-  parser.add_argument("--hr", required=True, help="HR folder, set folder (HR/) or DIV2K root")
+  parser.add_argument("--hr", help="HR folder, set folder (HR/) or DIV2K root")
+  parser.add_argument("--from-bundled", metavar="DIR",
+                      help="write the bundled photos as a DIV2K-style folder DIR (no --hr)")
   parser.add_argument("--scale", type=int, nargs="+", default=[2])
   parser.add_argument("--tfds", action="store_true", help="write an array_record TFDS dataset")
   parser.add_argument("--split", default="train", help="TFDS split name (default train)")
@@ -96,6 +116,13 @@ def main(argv=None) -> int:
   parser.add_argument("--overwrite", action="store_true",
                       help="replace existing LR files / TFDS dataset")
   args = parser.parse_args(argv)
+  if args.from_bundled:
+    files = write_bundled(args.from_bundled)
+    print(f"{len(files)} bundled photos written under {args.from_bundled} (DIV2K_train_HR, "
+          f"DIV2K_valid_HR); use it as --config.data.data_dir")
+    return 0
+  if not args.hr:
+    parser.error("--hr (or --from-bundled) is required")
   try:
     if not os.path.isdir(args.hr):
       raise DataError(f"{args.hr}: no such folder.")

@@ -1,6 +1,7 @@
 """Upscales one image with an exported model (inference only, no training code).
 
   python tools/upscale.py --model model.msgpack input.png output.png
+  python tools/upscale.py --model WORKDIR input.png output.png    # a driver run's export
   python tools/upscale.py --model model.msgpack big.png out.png --tile 128 --overlap 16
   python tools/upscale.py --model model.msgpack in.png out.png --tile 0   # whole image
 
@@ -50,11 +51,13 @@ class UserError(Exception):
 
 def run(args):
   # Cheap checks first, heavy imports (JAX) after, so `--help` and path typos stay instant.
-  if not os.path.isfile(args.model):
-    raise UserError(f"{args.model}: no such model file (give an export written by "
-                    f"fmp_jax.save_export / the training driver).")
   if not os.path.isfile(args.input):
     raise UserError(f"{args.input}: no such image file.")
+  from fmp_jax.workdir import WorkdirError, model_file
+  try:
+    args.model = model_file(args.model)
+  except WorkdirError as e:
+    raise UserError(str(e)) from None
   import numpy as np
   from PIL import Image
 
@@ -101,7 +104,8 @@ def run(args):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
-  parser.add_argument("--model", required=True, help="exported model (.msgpack)")
+  parser.add_argument("--model", required=True,
+                      help="exported model (.msgpack), or a driver workdir (its export)")
   parser.add_argument("input", help="LR image (PNG or any format Pillow reads)")
   parser.add_argument("output", help="where to write the upscaled PNG")
   parser.add_argument("--tile", type=int, default=128,

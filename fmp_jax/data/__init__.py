@@ -63,6 +63,14 @@ def training_images(data_cfg, scale: int):
   return [p.hr for p in pairs], [p.lr for p in pairs], [p.name for p in pairs]
 
 
+def eval_set_names(data_cfg) -> tuple[str, ...]:
+  """data.eval_sets as a tuple of names: ("Set5", "Set14") from the tuple form or from the
+  command line's `--config.data.eval_sets=Set5,Set14` (which arrives as one string)."""
+  value = data_cfg.eval_sets
+  items = [value] if isinstance(value, str) else list(value)
+  return tuple(name.strip() for item in items for name in str(item).split(",") if name.strip())
+
+
 def check_sources(data_cfg, scale: int) -> None:
   """Checks, without decoding images, that the training data and every eval set can be found.
 
@@ -84,11 +92,15 @@ def check_sources(data_cfg, scale: int) -> None:
       raise DataError(f"data.train={source!r}: no such folder (use 'bundled', 'div2k', 'tfds' or "
                       f"a folder of training images).")
     list_images(resolve_layout(source, scale)[0])
-  for name in data_cfg.eval_sets:
+  problems = []
+  for name in eval_set_names(data_cfg):
     try:
       locate_benchmark(getattr(data_cfg, "data_dir", ""), name, scale)
     except DataError as e:
-      raise DataError(f"data.eval_sets: {e}") from e
+      problems.append(f"{name}: {e}")
+  if problems:   # every missing set at once, not one per run
+    raise DataError(f"data.eval_sets: {len(problems)} of {len(eval_set_names(data_cfg))} "
+                    f"set(s) cannot be read:\n  " + "\n  ".join(problems))
 
 
 def eval_pairs(data_cfg, name: str, scale: int) -> list[Pair]:
@@ -98,6 +110,6 @@ def eval_pairs(data_cfg, name: str, scale: int) -> list[Pair]:
 
 __all__ = ["BENCHMARKS", "DataError", "Pair", "PatchSampler", "benchmark_pairs",
            "bicubic_downscale", "bicubic_upscale", "bundled_images", "bundled_pairs",
-           "bundled_patches", "check_sources", "div2k_pairs", "eval_pairs", "find_benchmark",
-           "imresize", "iter_pairs", "load_pairs", "locate_benchmark", "modcrop",
+           "bundled_patches", "check_sources", "div2k_pairs", "eval_pairs", "eval_set_names",
+           "find_benchmark", "imresize", "iter_pairs", "load_pairs", "locate_benchmark", "modcrop",
            "resolve_layout", "training_images"]

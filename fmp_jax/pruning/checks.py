@@ -45,6 +45,18 @@ def check_budget_reachable(arch: Arch, budget: Budget, settings: SearchSettings,
   return floor
 
 
+def check_schedule(settings: SearchSettings, max_steps: int) -> None:
+  """Raises BudgetError when search.max_steps ends before the schedule reaches the budget
+  (search.pace_steps): such a search can only end in BudgetNotReachedError."""
+  if settings.pace_steps > 0 and max_steps < settings.pace_steps:
+    raise BudgetError(
+        f"search.max_steps={max_steps} ends before the schedule reaches the budget at "
+        f"search.pace_steps={settings.pace_steps}, so the search could never land. Raise "
+        f"max_steps to at least pace_steps (about twice leaves room to land), or shorten the "
+        f"schedule with pace_steps; for a quick end-to-end check use a config's smoke preset "
+        f"(e.g. --config=configs/x2.py:smoke).")
+
+
 def family_budgets(budget: Budget, family) -> list[Budget]:
   """The budgets of a family of keeps (`search.family`): descending, the budget's own keep
   last; each member is the budget at its keep."""

@@ -43,7 +43,7 @@ from fmp_jax.pruning import complexity, cost as cost_lib, latents as latents_lib
 from fmp_jax.pruning import masks as masks_lib, pace, prox as prox_lib, regularizer
 from fmp_jax.pruning.budget import Budget
 from fmp_jax.pruning.checks import (check_budget_needs_pruning, check_budget_reachable,  # noqa: F401
-                                    family_budgets)
+                                    check_schedule, family_budgets)
 from fmp_jax.pruning.criteria import QUANTITIES, Criterion
 from fmp_jax.pruning.errors import BudgetNotReachedError
 from fmp_jax.pruning.settings import WEIGHT_UPDATES, SearchSettings
@@ -280,14 +280,25 @@ class SearchOutcome:
   members: list = dataclasses.field(default_factory=list)   # (member index, step) landed
 
 
+def _not_reached_cause(settings: SearchSettings, max_steps: int) -> str:
+  """Why a search ended above its budget, and what to change."""
+  if 0 < settings.pace_steps and max_steps < settings.pace_steps:
+    return (f"The cause: search.max_steps={max_steps} ends before the schedule reaches the "
+            f"budget at search.pace_steps={settings.pace_steps}; raise max_steps past "
+            f"pace_steps, or shorten pace_steps.")
+  return ("The schedule reached the budget but the search did not follow it down: raise "
+          "search.max_steps (room to land), the latents' step search.latent_lr, or the l1 "
+          "strengths search.channel_l1 / search.weight_l1.")
+
+
 def run_search(arch: Arch, state: SearchState, budget: Budget, settings: SearchSettings,
                batches: Iterator, max_steps: int, step_fn: Optional[Callable] = None,
                on_step: Optional[Callable[[int, dict, SearchState], None]] = None,
                raise_if_not_reached: bool = True,
                cost: Optional[cost_lib.CostModel] = None,
                members: Optional[list] = None, first_member: int = 0,
-               on_member: Optional[Callable[[int, Budget, int, SearchState], None]] = None
-               ) -> SearchOutcome:
+               on_member: Optional[Callable[[int, Budget, int, SearchState], None]] = None,
+               say: Optional[Callable[[str], None]] = None) -> SearchOutcome:
   """Steps until the budget's criterion holds (checked every step, exactly on the host).
 
   Args:
@@ -295,13 +306,16 @@ def run_search(arch: Arch, state: SearchState, budget: Budget, settings: SearchS
     max_steps: the step count at which the search gives up.
     step_fn: a jitted step; default: `jax.jit(make_step(...), donate_argnums=0)`.
     on_step: called as on_step(step, metrics, state) after every step (logging,
-      checkpointing); `step` counts from 1.
+      checkpointing); `step` counts from 1. A true return value ends the search after
+      that step (a preemption): the outcome is then not converged, unless the budget
+      held at that very step, and no error is raised.
     cost: the budget's cost model (default: built from `budget`).
     members: a family (`family_budgets`: descending, `budget` last). Until member k
       holds, no step's target falls below it; at the first step where it holds
       (in-graph and exactly), on_member(k, member, step, state) is called (before
       on_step: a checkpoint at or after that step implies the member was seen), and
       the search goes on to the next. first_member: members already taken (a resume).
+    say: hears the compile lines of `loop.run_steps` (the driver's console).
   Raises:
     BudgetNotReachedError when max_steps pass first (if raise_if_not_reached).
     FloatingPointError on a non-finite loss.
@@ -330,8 +344,8 @@ def run_search(arch: Arch, state: SearchState, budget: Budget, settings: SearchS
         on_member(k, members[k], step, state)
       now["member"] = k + 1
       now["arrays"] = arrays(k + 1)
-    if on_step is not None:
-      on_step(step, metrics, state)
+    if on_step is not None and on_step(step, metrics, state):
+      asked_to_stop[0] = True
     gap = max(q[name] - t for name, t in targets.items())
     best[0] = gap if best[0] is None else min(best[0], gap)
     done = holds(budget, q, state.latents)
@@ -339,14 +353,16 @@ def run_search(arch: Arch, state: SearchState, budget: Budget, settings: SearchS
       taken.append((len(members) - 1, step))
       if on_member is not None:
         on_member(len(members) - 1, members[-1], step, state)
-    return done
+    reached[0] = done
+    return done or asked_to_stop[0]
 
-  state, step, converged = loop.run_steps(
+  reached, asked_to_stop = [False], [False]
+  state, step, _ = loop.run_steps(
       lambda st, lr, hr: step_fn(st, now["arrays"], lr, hr), state, batches,
       int(state.step) + 1, max_steps, what="search",
-      hint="lower search.lr / search.latent_lr.", on_step=after_step)
-  if converged:
-    return SearchOutcome(state, step, True, history, taken)
+      hint="lower search.lr / search.latent_lr.", on_step=after_step, say=say)
+  if reached[0] or asked_to_stop[0]:
+    return SearchOutcome(state, step, reached[0], history, taken)
   if raise_if_not_reached:
     last = history[-1] if history else {}
     kept = channel_masks_of(state.latents, settings.channel_multiple)
@@ -356,6 +372,6 @@ def run_search(arch: Arch, state: SearchState, budget: Budget, settings: SearchS
         f"closest was {100 * (best[0] or 0):.2f} points above it (last: total "
         f"{100 * last.get('remaining', 1):.2f} %, channel part "
         f"{100 * last.get('channel_remaining', 1):.2f} %, weight part "
-        f"{100 * last.get('weight_remaining', 1):.2f} %; widths {widths}). Raise "
-        f"search.max_steps, or the l1 strengths search.channel_l1 / search.weight_l1.")
+        f"{100 * last.get('weight_remaining', 1):.2f} %; widths {widths}). "
+        + _not_reached_cause(settings, max_steps))
   return SearchOutcome(state, int(state.step), False, history, taken)

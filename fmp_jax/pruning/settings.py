@@ -44,6 +44,7 @@ LOOP_DEFAULTS = dict(
     patch_size=48,            # LR patch side
     log_every=50,
     checkpoint_every=1000,
+    checkpoint_every_minutes=30.0,  # the driver also checkpoints by time (0: only by step)
     # A family of keeps (descending, budget.keep last): the driver fine-tunes, scores and
     # exports a model at each (fmp_jax.prune_family in a notebook). () = one model.
     family=(),
