@@ -7,12 +7,12 @@ import ast
 FLOORS = [
     {"fmp_jax.arch", "fmp_jax.tree_paths", "fmp_jax.metrics", "fmp_jax.sharding",
      "fmp_jax.reduction", "fmp_jax.data", "fmp_jax.cli", "fmp_jax.workdir",
-     "fmp_jax.metric_logging"},
+     "fmp_jax.metric_logging", "fmp_jax.preemption"},
     {"fmp_jax.models", "fmp_jax.loop", "fmp_jax.checkpoint", "fmp_jax.plots"},
-    {"fmp_jax.pruning", "fmp_jax.export", "fmp_jax.evaluation"},
-    {"fmp_jax.finetuning", "fmp_jax.inference", "fmp_jax.config_base"},
-    {"fmp_jax.profiling"},
-    {"fmp_jax.train"},
+    {"fmp_jax.pruning", "fmp_jax.export", "fmp_jax.evaluation", "fmp_jax.stage"},
+    {"fmp_jax.finetuning", "fmp_jax.inference", "fmp_jax.config_base", "fmp_jax.members"},
+    {"fmp_jax.profiling", "fmp_jax.preflight"},
+    {"fmp_jax.train", "fmp_jax.report"},
     {"fmp_jax.main"},
 ]
 

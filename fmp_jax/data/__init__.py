@@ -92,15 +92,17 @@ def check_sources(data_cfg, scale: int) -> None:
       raise DataError(f"data.train={source!r}: no such folder (use 'bundled', 'div2k', 'tfds' or "
                       f"a folder of training images).")
     list_images(resolve_layout(source, scale)[0])
-  problems = []
-  for name in eval_set_names(data_cfg):
+  names, problems = eval_set_names(data_cfg), []
+  for name in names:
     try:
       locate_benchmark(getattr(data_cfg, "data_dir", ""), name, scale)
     except DataError as e:
-      problems.append(f"{name}: {e}")
+      problems.append(e)
+  if len(problems) == 1:
+    raise DataError(f"data.eval_sets: {problems[0]}")
   if problems:   # every missing set at once, not one per run
-    raise DataError(f"data.eval_sets: {len(problems)} of {len(eval_set_names(data_cfg))} "
-                    f"set(s) cannot be read:\n  " + "\n  ".join(problems))
+    raise DataError(f"data.eval_sets: {len(problems)} of {len(names)} set(s) cannot be "
+                    f"read:\n  " + "\n  ".join(str(e) for e in problems))
 
 
 def eval_pairs(data_cfg, name: str, scale: int) -> list[Pair]:
