@@ -44,7 +44,6 @@ search's default dynamics on a `--pace`-step schedule, and saves the result to
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -140,13 +139,6 @@ def bytes_accessed(executable):
   return float(value) if value is not None else None
 
 
-def timed(fn):
-  import jax
-  t0 = time.perf_counter()
-  jax.block_until_ready(fn())
-  return time.perf_counter() - t0
-
-
 def main():
   args = parse_args()
   if not args.no_hugepages:
@@ -157,7 +149,7 @@ def main():
   import numpy as np
   import jax
   import fmp_jax
-  from fmp_jax import inference
+  from fmp_jax import inference, profiling
   from fmp_jax.pruning import complexity
 
   path = args.export or prune_here(args)
@@ -205,7 +197,7 @@ def main():
   shapes = {"single": (1, *lr_hw, 3)}
   if args.batch > 0:
     shapes[f"batch{args.batch}"] = (args.batch, *lr_hw, 3)
-  results = {}
+  results, timings = {}, {}
   for label, shape in shapes.items():
     x = jax.device_put(rng.random(shape, dtype=np.float32) * arch.rgb_range)
     compile_s, moved = {}, {}
@@ -214,13 +206,13 @@ def main():
       calls = [bytes_accessed(up.executable(s)) for s in up.call_shapes(shape)]
       moved[name] = None if None in calls else sum(calls)
       compile_s[name] = time.perf_counter() - t0
-      timed(lambda: up.forward(x))  # warm-up (first-run allocations)
-    times = {name: [] for name in models}
-    for _ in range(args.repeats):  # interleaved: every model sees the same load drift
-      for name, up in models.items():
-        times[name].append(timed(lambda: up.forward(x)))
+    # Interleaved rounds (every model sees the same load drift), one warm-up call each.
+    timing = profiling.time_interleaved(
+        {name: ((lambda up=up: up.forward(x)), ()) for name, up in models.items()},
+        rounds=args.repeats)
+    times = timing.rounds
     for name in models:
-      med = statistics.median(times[name])
+      med = timing.seconds(name)
       flops_name = dense_flops if name.startswith("dense") else counted
       results.setdefault(label, {})[name] = {
           "median_s": med, "per_image_s": med / shape[0], "runs_s": times[name],
@@ -229,6 +221,7 @@ def main():
           "executed_gmacs": shape[0] * exec_flops[name] / med / 1e9,
           "xla_bytes_accessed": moved[name],
           "achieved_gb_s": None if moved[name] is None else moved[name] / med / 1e9}
+    timings[label] = timing
 
   flops_ratio = counted / dense_flops
   exec_ratio = executed / dense_flops
@@ -249,19 +242,21 @@ def main():
   for label, by_model in results.items():
     for name, r in by_model.items():
       is_dense = name.startswith("dense")
-      ratio = r["median_s"] / by_model[reference[name]]["median_s"]
+      ratio = timings[label].ratio(name, reference[name])   # median of per-round ratios
+      busy = timings[label].unreliable(name, reference[name])
       rel = ratio / flops_ratio
       # A dense row has no masks and full widths: counted = executed = dense_flops.
       row_flops_ratio = 1.0 if is_dense else flops_ratio
       row_exec_ratio = exec_flops[name] / dense_flops
       r.update(latency_ratio=ratio, latency_over_flops_ratio=rel, reference=reference[name],
-               flops_ratio=row_flops_ratio, executed_ratio=row_exec_ratio)
+               flops_ratio=row_flops_ratio, executed_ratio=row_exec_ratio, unreliable=busy)
       shown_rel = "" if is_dense else f"{rel:.2f}x"
       gb = "?" if r["xla_bytes_accessed"] is None else f"{r['xla_bytes_accessed'] / 1e9:.1f}"
       gbs = "?" if r["achieved_gb_s"] is None else f"{r['achieved_gb_s']:.0f}"
       print(f"{label:<8} {name:<12} {r['median_s']:>9.3f} {r['per_image_s']:>8.3f} "
             f"{r['counted_gmacs']:>8.1f} {r['executed_gmacs']:>11.1f} {gb:>7} {gbs:>7} "
-            f"{row_flops_ratio:>11.4f} {row_exec_ratio:>10.4f} {ratio:>10.4f} {shown_rel:>10}")
+            f"{row_flops_ratio:>11.4f} {row_exec_ratio:>10.4f} {ratio:>10.4f} {shown_rel:>10}"
+            + ("  unreliable: machine busy" if busy and not is_dense else ""))
       if not is_dense:
         summary.setdefault(label, {})[name] = rel
   print(f"(dense: {arch_label(dense_arch)} at full widths)\n")

@@ -131,7 +131,7 @@ def smoke_preset(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 SMOKE_PACE = 60
 
-# The search of the paper-scale configs: the ablation's dynamics (see the README)
+# The search of the paper-scale configs: the ablation's dynamics (bench/RESULTS.md)
 # with a schedule of 20k steps (DHP searches for up to ~60 DIV2K epochs) and a
 # latent step 10x smaller than the ablation's 400-step search uses. Not run at
 # this scale by the project's own benchmarks.

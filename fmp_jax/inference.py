@@ -36,7 +36,7 @@ For the process, ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (Linux, set
 before Python starts) lets glibc back XLA's large per-call buffers with
 transparent huge pages; without it a 360x640 call of a pruned ESRB-6 spends
 ~0.25 s of ~2.8 s in page faults on first touch of fresh memory. The
-measured effect of each step is in the README (bench/inference.py).
+measured effect of each step is in bench/RESULTS.md (bench/inference.py).
 
 Tiling
 ------
@@ -66,7 +66,7 @@ anchored at the window's corner and its bilinear resize maps the window's
 size, not the image's, so a tiled ESRB is close to, never bit-equal to,
 whole-image output. `measure_tiling_error` quantifies it; the default
 overlap for ESRB is its local radius (2B+3) rounded up to a multiple of 8,
-16 LR px for ESRB-6 (see the README's inference section for measured
+16 LR px for ESRB-6 (see bench/RESULTS.md's inference section for measured
 differences).
 """
 

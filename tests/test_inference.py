@@ -173,7 +173,7 @@ def test_edsr_tiling_is_exact_at_the_receptive_radius(scale):
 def test_esrb_tiling_is_close(pruned_params):
   # ESA's pooled attention branch sees the window, not the image: not exact.
   # Measured on this model: max |diff| ~ 1e-3, PSNR ~ 80 dB; on ESRB-6-256
-  # (dense random and FMP-pruned) at 360x640, tile 128: see the README.
+  # (dense random and FMP-pruned) at 360x640, tile 128: see bench/RESULTS.md.
   up = inference.Upscaler(pruned_params, PRUNED, tile=48)
   assert up.overlap == inference.default_overlap(PRUNED) == 8
   err = inference.measure_tiling_error(up, lr_image(90, 110), tile=48)

@@ -159,3 +159,35 @@ def test_kill_one_process_then_resume_on_both(repo_root, one_and_two_process_run
   assert "[p0] [search] resuming from checkpoint" in again.stdout
   assert ((workdir / "export" / "model.msgpack").read_bytes()
           == (root / "two" / "export" / "model.msgpack").read_bytes())
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_at_the_same_step_and_resumes(
+    repo_root, one_and_two_process_runs, tmp_path):
+  """A preemption notice may reach one host only: every process must stop after the same
+  step (a host-agreed flag), checkpoint together, and the rerun must resume both."""
+  root, _, _ = one_and_two_process_runs
+  workdir = tmp_path / "preempted"
+  proc = launch(repo_root, 2, "--config=configs/tiny.py", f"--workdir={workdir}", wait=False)
+  seen = []
+  for line in proc.stdout:
+    seen.append(line)
+    if "[p0] " in line and "[search] step 30/" in line:
+      break
+  pids = subprocess.run(["pgrep", "-f", f"fmp_jax.main.*--workdir={workdir}"],
+                        capture_output=True, text=True).stdout.split()
+  assert len(pids) == 2, "".join(seen)
+  victim = [p for p in pids if "JAX_PROCESS_ID=1" in
+            open(f"/proc/{p}/environ").read().replace("\0", " ")][0]
+  os.kill(int(victim), signal.SIGTERM)
+  rest, _ = proc.communicate(timeout=600)
+  assert proc.returncode == 75, "".join(seen) + rest
+  import re
+  stops = dict(re.findall(r"\[(p\d)\] fmp_jax.main: stopped by .* after search step (\d+)", rest))
+  assert set(stops) == {"p0", "p1"} and stops["p0"] == stops["p1"], rest
+  assert "stopped by SIGTERM" in rest and "stopped by a signal to another process" in rest
+  again = launch(repo_root, 2, "--config=configs/tiny.py", f"--workdir={workdir}")
+  assert again.returncode == 0, again.stdout + again.stderr
+  assert f"[p0] [search] resuming from checkpoint at step {stops['p0']}" in again.stdout
+  assert ((workdir / "export" / "model.msgpack").read_bytes()
+          == (root / "two" / "export" / "model.msgpack").read_bytes())

@@ -98,11 +98,12 @@ def main(argv):
     # Run where the table (given) or the export (written by a latency search) says is fastest.
     run_widths = result.get("run_widths") or (exported.meta.get("run_widths")
                                               if _EXPORT.value else None)
-    mine = profiling.measure_model(params, arch, lr_hw, _REPEATS.value,
-                                   run_widths=run_widths if arch.widths else None)
-    base = profiling.measure_model(init_params(arch.dense()), arch.dense(), lr_hw, _REPEATS.value)
-    result.update(latency_measured_seconds=mine, dense_latency_measured_seconds=base,
-                  latency_measured_ratio=mine / base)
+    # Pruned and dense interleaved over the rounds: medians, the spread, a busy-machine flag.
+    t = profiling.time_against_dense(params, arch, lr_hw, _REPEATS.value,
+                                     run_widths=run_widths if arch.widths else None)
+    result.update(latency_measured_seconds=t["seconds"],
+                  dense_latency_measured_seconds=t["dense_seconds"],
+                  latency_measured_ratio=t["ratio"], latency_measured=t)
   if _JSON.value:
     print(json.dumps(result))
     return
@@ -124,8 +125,8 @@ def main(argv):
           f"{result['latency_table_lr_size'][0]}x{result['latency_table_lr_size'][1]}")
   if "latency_measured_ratio" in result:
     print(f"latency measured here: {1e3 * result['latency_measured_seconds']:.1f} ms vs dense "
-          f"{1e3 * result['dense_latency_measured_seconds']:.1f} ms "
-          f"({100 * result['latency_measured_ratio']:.2f} %)")
+          f"{1e3 * result['dense_latency_measured_seconds']:.1f} ms: "
+          f"{profiling.format_latency(result['latency_measured'])}")
 
 
 if __name__ == "__main__":

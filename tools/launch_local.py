@@ -9,6 +9,8 @@ added, so `jax.distributed.initialize()` joins them into one job (on CPU the
 collectives go over Gloo). Their output is forwarded line by line with a
 `[p0]`/`[p1]` prefix. If one process exits with an error or is killed, the
 others are stopped and the launcher exits with that status; Ctrl-C stops all.
+A process preempted by SIGTERM (exit 75) stops the others at the same step
+through the driver itself; the launcher waits for them and exits with 75.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import subprocess
 import sys
 import threading
 import time
+
+
+PREEMPTED_EXIT = 75   # fmp_jax.preemption.PREEMPTED_EXIT: stopped cleanly after a checkpoint
 
 
 def free_port() -> int:
@@ -70,6 +75,17 @@ def launch(n: int, args: list[str], module: str = "fmp_jax.main",
     while True:
       codes = [p.poll() for p in procs]
       failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+      if failed and all(c == PREEMPTED_EXIT for _, c in failed):
+        # A preempted process checkpointed with the others at the same step (they agree on
+        # the stop every step): let them finish their own clean exit.
+        deadline = time.time() + 300
+        while time.time() < deadline and any(p.poll() is None for p in procs):
+          time.sleep(0.1)
+        codes = [p.poll() for p in procs]
+        failed = [(i, c) for i, c in enumerate(codes) if c != PREEMPTED_EXIT]
+        if not failed:
+          status = PREEMPTED_EXIT
+          break
       if failed:
         i, code = failed[0]
         with lock:

@@ -13,7 +13,7 @@ device kind unless budget.latency_any_device=True.
 
 On a 2-core CPU at LR 360x640: ESRB-3-32 about 2 minutes, ESRB-4-64 about 5 (every
 padded width); for ESRB-6-256 use --lr_size 180x320 --max_points 8 (6.5 minutes there;
-see the README).
+see bench/RESULTS.md).
 """
 
 import os

@@ -100,7 +100,7 @@ class SearchSettings:
       the table's plan (the widths it runs at; the rest would be zero
       padding), the extra ones freshly initialised and grown in by
       fine-tuning (`surgery.revive_channels`): same predicted time, more
-      capacity (on by default: the README's equal-latency rows).
+      capacity (on by default: the equal-latency rows of bench/RESULTS.md).
   """
   lr: float = 2e-4
   latent_optimizer: str = "adam"
