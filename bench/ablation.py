@@ -449,10 +449,10 @@ def _flops_keep_at_latency(run: Run) -> float:
 
 def time_models(rows: list[dict], arch_spec: dict, repeats: int = 5,
                 table_path: str | None = None) -> dict:
-  """Measured latency ratio (vs the dense model) of every distinct width set in `rows`; with
-  a latency table, each runs at the table's plan for its widths (as exports of a latency
-  search do), else at Upscaler's default padding."""
-  import jax
+  """Measured latency ratio (vs the dense model, the median of interleaved rounds'
+  ratios) of every distinct width set in `rows`, and the keys whose rounds disagree
+  ("unreliable"); with a latency table, each runs at the table's plan for its widths (as
+  exports of a latency search do), else at Upscaler's default padding."""
   import fmp_jax
   from fmp_jax import profiling
   from fmp_jax.pruning import complexity
@@ -466,16 +466,14 @@ def time_models(rows: list[dict], arch_spec: dict, repeats: int = 5,
     a = arch if key == "dense" else arch.with_widths(json.loads(key))
     plan = table.plan(a.widths) if table is not None and a.widths else None
     fn, x, _ = profiling.upscaler_call(fmp_jax.init_params(a, seed=1), a, lr_hw, run_widths=plan)
-    jax.block_until_ready(fn(x))
-    calls[key] = (fn, x)
-  times = {k: [] for k in calls}
-  for _ in range(repeats):
-    for k, (fn, x) in calls.items():
-      t0 = time.perf_counter()
-      jax.block_until_ready(fn(x))
-      times[k].append(time.perf_counter() - t0)
-  med = {k: statistics.median(v) for k, v in times.items()}
-  return {k: med[k] / med["dense"] for k in keys} | {"dense_seconds": med["dense"]}
+    calls[key] = (fn, (x,))
+  timing = profiling.time_interleaved(calls, rounds=repeats)
+  busy = [k for k in keys if timing.unreliable(k, "dense")]
+  if busy:
+    print(f"warning: {len(busy)} of {len(keys)} timings are unreliable (rounds differ by more "
+          f"than {100 * profiling.UNRELIABLE_SPREAD:.0f} %: machine busy)", flush=True)
+  return ({k: timing.ratio(k, "dense") for k in keys}
+          | {"dense_seconds": timing.seconds("dense"), "unreliable": busy})
 
 
 def _weights_to_budget(params, arch, budget, cmasks):
@@ -823,7 +821,9 @@ def main(argv=None):
     measured = time_models(rows, settings["arch"], args.time_repeats,
                            budget.get("latency_table"))
     for r in rows:
-      r["latency_measured_ratio"] = measured[json.dumps(r["widths"], sort_keys=True)]
+      key = json.dumps(r["widths"], sort_keys=True)
+      r["latency_measured_ratio"] = measured[key]
+      r["latency_unreliable"] = key in measured["unreliable"]
   if args.metric == "latency":
     # Predictions from the table as it is read now (a cached run may predate a change of
     # how the table is read), with the widths each model runs at.

@@ -27,7 +27,11 @@ def flags_parser(argv):
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    sys.exit(f"{prog}: error: {e}\nTry --helpfull for the flags.")
+    msg = str(e)
+    if "Traceback (most recent call last)" in msg:   # get_config() raised: its last line
+      lines = [line for line in msg.splitlines() if line.strip()]
+      msg = f"{lines[0]} {lines[-1]}"
+    sys.exit(f"{prog}: error: {msg}\nTry --helpfull for the flags.")
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     msg = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
     bad = [a for a in argv[1:] if a.startswith("--config.")]

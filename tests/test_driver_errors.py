@@ -71,3 +71,11 @@ def test_eval_set_names_read_the_tuple_and_the_typed_forms():
   for value, expected in ((("Set5", "Set14"), ("Set5", "Set14")), ("Set5,Set14", ("Set5", "Set14")),
                           (("Set5,B100", " bundled "), ("Set5", "B100", "bundled")), ((), ())):
     assert eval_set_names(ml_collections.ConfigDict({"eval_sets": value})) == expected
+
+
+def test_an_unknown_config_preset_is_one_line(repo_root, tmp_path):
+  out = subprocess.run([sys.executable, "-m", "fmp_jax.main", "--config=configs/x2.py:smok",
+                        f"--workdir={tmp_path / 'w'}"], cwd=repo_root, capture_output=True,
+                       text=True, timeout=120)
+  assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
+  assert "unknown config preset 'smok'" in out.stderr and "configs/x2.py:smoke" in out.stderr
