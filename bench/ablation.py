@@ -701,6 +701,9 @@ def parse_args(argv=None):
   parser.add_argument("--jobs", type=int, default=None, help="parallel runs (default: CPU cores)")
   parser.add_argument("--cache", default=os.path.join(REPO, "workdir_bench", "ablation"))
   parser.add_argument("--json", default=None, help="write the table and every run here")
+  parser.add_argument("--cached-only", action="store_true",
+                      help="train nothing: the table of the runs already in --cache (a long "
+                           "ablation's progress; the JSON says which runs are missing)")
   parser.add_argument("--quick", action="store_true",
                       help="ESRB-2-16, keep 0.5, 1 seed, 3000 steps (~2.5 min): every arm runs and learns")
   parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
@@ -814,6 +817,15 @@ def main(argv=None):
           f"{row['seconds'] / 60:.1f} min", flush=True)
 
   t0 = time.time()
+  missing = []
+  if args.cached_only:
+    done = [s for s in specs if os.path.exists(os.path.join(args.cache, run_key(s) + ".json"))]
+    missing = [f"{s['arm']} seed {s['seed']}" for s in specs if s not in done]
+    print(f"--cached-only: {len(done)} of {len(specs)} runs are in the cache"
+          + (f"; missing: {', '.join(missing)}" if missing else ""), flush=True)
+    specs = done
+    if not specs:
+      raise SystemExit("--cached-only: no run of this ablation is in the cache yet.")
   rows = run_all(specs, args.cache, jobs, on_row=show)
   if not args.no_time:
     print(f"timing {len({json.dumps(r['widths'], sort_keys=True) for r in rows})} models "
@@ -845,7 +857,8 @@ def main(argv=None):
         # Written relative to the repository: the JSON is shared, the checkout's place is not.
         settings["budget"] = dict(settings["budget"], latency_table=os.path.relpath(
             settings["budget"]["latency_table"], REPO))
-      json.dump({"settings": settings, "summary": summary, "runs": rows}, f, indent=1)
+      json.dump({"settings": settings, "summary": summary, "runs": rows,
+                 **({"missing_runs": missing} if missing else {})}, f, indent=1)
   return summary
 
 
