@@ -152,9 +152,10 @@ def test_neutral_change_continues_and_report_says_what_was_scored(repo_root, fin
 def test_restart_moves_the_old_run_aside(repo_root, finished_run, tmp_path):
   workdir = copy_run(finished_run[0], tmp_path / "w")
   before = tree_hashes(workdir)
-  # A 2-step search cannot reach keep 0.3: the new run stops early, which is all we need.
+  # A 2-step search cannot reach keep 0.3: the new run stops early, which is all we need
+  # (its schedule is 2 steps too: a max_steps below pace_steps is refused before the move).
   out = run_main(repo_root, workdir, "--restart", "--config.budget.keep=0.3",
-                 "--config.search.max_steps=2")
+                 "--config.search.max_steps=2", "--config.search.pace_steps=2")
   assert "moved the previous run to" in out.stdout, out.stdout + out.stderr
   moved = [p for p in tmp_path.iterdir() if p.name.startswith("w.replaced-")]
   assert len(moved) == 1 and tree_hashes(moved[0]) == before
