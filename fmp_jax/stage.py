@@ -16,7 +16,6 @@ import jax
 from fmp_jax import sharding
 from fmp_jax.arch import Arch
 from fmp_jax.checkpoint import StageCheckpoints, abstract_like
-from fmp_jax.metric_logging import MetricWriter
 from fmp_jax.preemption import Guard, Preempted
 
 
@@ -41,9 +40,9 @@ class StageLoop:
   (or start), log every ``log_every`` steps, checkpoint every ``checkpoint_every`` steps and
   every ``checkpoint_every_minutes``, and stop after a step when the guard was signalled."""
 
-  def __init__(self, name: str, directory: str, cfg, writer: MetricWriter, guard: Guard,
+  def __init__(self, name: str, directory: str, cfg, guard: Guard,
                say: Callable[[str], None] = print):
-    self.name, self.cfg, self.writer, self.guard, self.say = name, cfg, writer, guard, say
+    self.name, self.cfg, self.guard, self.say = name, cfg, guard, say
     self.ckpts = StageCheckpoints(directory, warn=say)
     self.stopped_at: Optional[int] = None
     guard.checkpoint_every(cfg.checkpoint_every_minutes)
@@ -55,7 +54,7 @@ class StageLoop:
       return state, 0, {}
     step, state, record = restored
     self.say(f"[{self.name}] resuming from checkpoint at step {step}"
-         + (" (converged)" if record.get("converged") else ""))
+             + (" (converged)" if record.get("converged") else ""))
     return state, step, record
 
   def log(self, step: int, first: int) -> bool:

@@ -92,8 +92,8 @@ class Run:
     state = sharding.put_replicated(
         init_state(arch, init_params(arch, seed=config.seed), self.settings, seed=config.seed),
         self.mesh)
-    stage = StageLoop("search", self.path("checkpoints", "search"), config.search, self.writer,
-                      self.guard, _say)
+    stage = StageLoop("search", self.path("checkpoints", "search"), config.search, self.guard,
+                      _say)
     state, at, record = stage.resume(state, self.mesh)
     # Members taken at or before the restored step are done; later ones are taken again.
     first = 0
@@ -169,7 +169,7 @@ class Run:
         sharding.put_replicated(pruned.params, self.mesh))
     stage = StageLoop(f"finetune{member.label}",
                       self.path(member.dir(os.path.join("checkpoints", "finetune"))), cfg,
-                      self.writer, self.guard, _say)
+                      self.guard, _say)
     state, _, _ = stage.resume(state, self.mesh)
     step_fn = self._jit(finetuning.make_step(pruned.arch, tx, int(cfg.reduction_shards),
                                              self.mesh, str(config.precision)))

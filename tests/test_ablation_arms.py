@@ -8,7 +8,6 @@ the bundled photos, and writes both exports; sources run before the arms that ne
 
 import importlib.util
 import json
-import os
 import sys
 import types
 
