@@ -478,8 +478,8 @@ def time_models(rows: list[dict], arch_spec: dict, repeats: int = 5,
 
 def _weights_to_budget(params, arch, budget, cmasks):
   """Per-layer magnitude weight masks with the largest common kept fraction within budget."""
-  from fmp_jax.pruning import baselines, cost
-  counter = cost.for_budget(arch, budget)
+  from fmp_jax.pruning import baselines
+  counter = budget.cost_model(arch)
   limit = budget.keep * counter.dense()
   lo, hi = 0.0, 1.0
   for _ in range(30):

@@ -75,7 +75,6 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Optional
 
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -86,8 +85,8 @@ from fmp_jax.models import MASKS, MIN_LR_SIDE, MaskedConv, bake_masks, build_mod
 from fmp_jax.models.esrb import ESRBBlock, FastBlockOps, block_forward
 from fmp_jax.models.layers import (NARROW_IN, NARROW_OUT, apply_conv, conv_by_shifted_outputs,
                                    conv_by_taps, conv_path)
-from fmp_jax.pruning import complexity
-from fmp_jax.tree_paths import get_at, set_at
+from fmp_jax.models.widths import (  # noqa: F401  (pad_* re-exported: part of this API)
+    default_channel_multiple, pad_channels, pad_to_widths)
 
 DEFAULT_TILE = 128
 
@@ -137,50 +136,6 @@ def tile_windows(size: int, tile: int, overlap: int) -> list[tuple[int, int, int
   return [(starts[i], cuts[i], cuts[i + 1]) for i in range(n)]
 
 
-def pad_channels(params: Mapping, arch: Arch, multiple: int,
-                 min_width: int = 1) -> tuple[dict, Arch]:
-  """Zero-pads every pruned channel group of width >= `min_width` up to a multiple of `multiple`.
-
-  Exact: a padded channel has zero kernel columns and zero bias, so it is 0
-  after every conv, LeakyReLU/ReLU and residual add; ESA gates it by
-  sigmoid(0)=0.5 times 0; and its zero kernel rows add nothing downstream.
-  Widths never exceed the group's full size; narrower groups keep their
-  width. Returns (params, arch).
-  """
-  if multiple <= 1 or not arch.widths:
-    return dict(params), arch
-  groups = arch.groups()
-  widths = {g: w if w < min_width else min(groups[g].size, multiple * math.ceil(w / multiple))
-            for g, w in arch.widths.items()}
-  return pad_to_widths(params, arch, widths)
-
-
-def pad_to_widths(params: Mapping, arch: Arch, widths: Mapping[str, int]) -> tuple[dict, Arch]:
-  """Zero-pads the named channel groups up to these widths (exact, as `pad_channels`).
-
-  Each width must lie between the group's built width and its full size.
-  Returns (params, arch).
-  """
-  groups = arch.groups()
-  for g, w in widths.items():
-    if g not in groups:
-      raise ValueError(f"run widths: {g!r} is not a channel group of this model "
-                       f"(groups: {', '.join(sorted(groups))}).")
-    if not arch.width(g) <= int(w) <= groups[g].size:
-      raise ValueError(f"run widths: {g} at {w} must lie between its width "
-                       f"{arch.width(g)} and its full size {groups[g].size} (padding only adds "
-                       f"channels).")
-  new_arch = arch.with_widths(dict(arch.widths or {}, **{g: int(w) for g, w in widths.items()}))
-  padded: dict = {}
-  for layer in complexity.layer_table(new_arch):
-    node = get_at(params, layer.path)
-    kernel, bias = np.asarray(node["kernel"]), np.asarray(node["bias"])
-    k_pad = [(0, t - s) for s, t in zip(kernel.shape, layer.kernel)]
-    set_at(padded, layer.path, {"kernel": np.pad(kernel, k_pad),
-                                "bias": np.pad(bias, (0, layer.kernel[3] - bias.shape[0]))})
-  return padded, new_arch
-
-
 def _fast_forward(next_fun, args, kwargs, context):
   """Flax interceptor: unmasked ESRB blocks on `FastBlockOps`, other convs via `apply_conv`.
 
@@ -218,16 +173,6 @@ MAX_CALL_PIXELS = {"cpu": 1 << 18}
 def default_max_call_pixels(backend: Optional[str] = None) -> Optional[int]:
   """`Upscaler`'s default batch-splitting threshold on `backend` (None: never split)."""
   return MAX_CALL_PIXELS.get(backend or jax.default_backend())
-
-
-# Width padding that ran fastest per backend (bench/inference.py --channel-multiples):
-# XLA:CPU (YNNPACK) on AVX-512 at 8, an H200 at 32. Other backends: unmeasured, 8.
-CHANNEL_MULTIPLE = {"cpu": 8, "gpu": 32}
-
-
-def default_channel_multiple(backend: Optional[str] = None) -> int:
-  """The width multiple `Upscaler` pads to by default on `backend` (default: JAX's)."""
-  return CHANNEL_MULTIPLE.get(backend or jax.default_backend(), 8)
 
 
 class Upscaler:

@@ -15,7 +15,7 @@ from fmp_jax.arch import Arch
 from fmp_jax.config_base import base_config
 from fmp_jax.members import StageBook, is_main
 from fmp_jax.models import precision_dtype
-from fmp_jax.pruning import cost as cost_lib, search
+from fmp_jax.pruning import search
 from fmp_jax.pruning.budget import Budget
 from fmp_jax.pruning.settings import SearchSettings
 
@@ -34,7 +34,7 @@ def prepare_workdir(config, workdir: str, restart: bool = False, say=print):
   search.check_budget_needs_pruning(arch, budget)
   search.check_schedule(settings, int(config.search.max_steps))
   # A latency table is read (device and model checked) and the budget's floor judged now.
-  search.check_budget_reachable(arch, budget, settings, cost_lib.for_budget(arch, budget))
+  search.check_budget_reachable(arch, budget, settings)
   precision_dtype(config.precision)
   from fmp_jax import data as data_lib
   data_lib.check_sources(config.data, arch.scale)

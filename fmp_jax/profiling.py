@@ -22,12 +22,13 @@ import jaxlib
 import numpy as np
 
 from fmp_jax.arch import Arch
-from fmp_jax.inference import NARROW_OUT, Upscaler, default_channel_multiple
+from fmp_jax.inference import Upscaler
 from fmp_jax.models import init_params, precision_dtype
 from fmp_jax.models.esrb import FastBlockOps, block_forward
+from fmp_jax.models.layers import NARROW_OUT
+from fmp_jax.models.widths import default_channel_multiple, run_width, run_widths
 from fmp_jax.pruning import complexity
-from fmp_jax.pruning.latency import (LatencyTable, LatencyTableError, device_info, run_width,
-                                     run_widths)
+from fmp_jax.pruning.latency import LatencyTable, LatencyTableError, device_info
 
 
 def reexec_with_hugepages(argv: Optional[Sequence[str]] = None) -> None:

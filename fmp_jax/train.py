@@ -44,7 +44,7 @@ from fmp_jax.metric_logging import MetricWriter, Progress
 from fmp_jax.models import bake_masks, init_params
 from fmp_jax.preemption import Guard
 from fmp_jax.preflight import prepare_workdir
-from fmp_jax.pruning import api, cost as cost_lib, search
+from fmp_jax.pruning import api, search
 from fmp_jax.pruning.budget import Budget
 from fmp_jax.pruning.settings import SearchSettings
 from fmp_jax.pruning.state import init_state
@@ -100,9 +100,8 @@ class Run:
     while (first < len(members) - 1 and members[first].stage("search") in self.book.done
            and self.book.done[members[first].stage("search")]["steps"] <= at):
       first += 1
-    cost = cost_lib.for_budget(arch, budget)
     step_fn = self._jit(search.make_step(arch, budget, self.settings, self.mesh,
-                                         str(config.precision), cost))
+                                         str(config.precision)))
     start, max_steps = int(jax.device_get(state.step)), int(config.search.max_steps)
     pace_steps = int(config.search.pace_steps)  # the schedule reaches the budget there
     progress = (Progress("search", pace_steps, start, expected=True)
@@ -130,7 +129,7 @@ class Run:
       try:
         outcome = search.run_search(
             arch, state, budget, self.settings, batches(sampler, self.mesh, start), max_steps,
-            step_fn=step_fn, on_step=on_step, cost=cost, members=[m.budget for m in members],
+            step_fn=step_fn, on_step=on_step, members=[m.budget for m in members],
             first_member=first, on_member=on_member, say=_say)
       except FloatingPointError as e:
         raise stage.failed(e, "A changed search setting") from e

@@ -6,6 +6,7 @@ prediction can be worked out on paper. Measuring is `tools/profile_latency.py`'s
 """
 
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -56,7 +57,7 @@ def test_prediction_is_rest_plus_blocks_at_the_padded_widths():
 
 
 def test_cost_model_value_is_the_step_and_gradient_the_interpolant_slope():
-  c = cost.LatencyCost(ARCH, hand_table())
+  c = latency.LatencyCost(ARCH, hand_table())
   assert not c.weights_count and c.dense() == pytest.approx(0.400)
   z = {"stream": jnp.ones(16).at[:6].set(0.0),        # stream 10 -> runs at 16
        "block_0.inner": jnp.ones(16).at[:11].set(0.0),   # 5 -> 8
@@ -116,7 +117,7 @@ def test_the_plan_runs_a_slow_width_padded_to_a_faster_one_and_predict_never_ris
 
 
 def test_the_cost_models_gradient_crosses_a_slow_width_toward_the_next_fast_one():
-  c = cost.LatencyCost(ARCH, hilly_table())
+  c = latency.LatencyCost(ARCH, hilly_table())
   from fmp_jax.pruning.regularizer import straight_through
   z = {"stream": jnp.ones(16).at[:4].set(0.0),           # stream 12 -> runs at 16
        "block_0.inner": jnp.ones(16).at[:11].set(0.0),   # 5 -> 8
@@ -148,6 +149,28 @@ def test_a_latency_search_crosses_a_width_that_runs_slower_than_a_wider_one(tmp_
   assert result.report["run_widths"] == t.plan(dict(result.arch.widths))
 
 
+def test_budget_builds_its_cost_model_once_per_table_version(tmp_path):
+  path = str(tmp_path / "lat.json")
+  hand_table().save(path)
+  first = Budget(0.6, metric="latency", latency_table=path).cost_model(ARCH)
+  # Another keep (a family member) and the report read the same table: one model, one read.
+  assert Budget(0.3, metric="latency", latency_table=path).cost_model(ARCH) is first
+  assert first.dense() == pytest.approx(0.400)
+  # What a metric is asked: the widths a model runs at, and its report fields.
+  w = {"stream": 10, "block_0.inner": 5, "block_1.inner": 3}
+  assert first.run_widths(w) == {"stream": 16, "block_0.inner": 8, "block_1.inner": 3}
+  assert first.report(w)["latency_ratio"] == pytest.approx(0.379 / 0.400)
+  assert Budget(0.5, metric="params").cost_model(ARCH).run_widths(w) is None
+  assert Budget(0.5, metric="flops").cost_model(ARCH).report(w) == {}
+  # A rebuilt table (a new version of the file) is read again.
+  slower = hand_table()
+  slower.rest = 2 * slower.rest
+  slower.save(path)
+  os.utime(path, ns=(1, 1))
+  again = Budget(0.6, metric="latency", latency_table=path).cost_model(ARCH)
+  assert again is not first and again.dense() == pytest.approx(0.448)
+
+
 def test_table_round_trips_and_refuses_another_device_or_model(tmp_path):
   path = str(tmp_path / "lat.json")
   hand_table().save(path)
@@ -159,7 +182,7 @@ def test_table_round_trips_and_refuses_another_device_or_model(tmp_path):
     LatencyTable.load(path)
   assert LatencyTable.load(path, allow_other_device=True).device["kind"] == "NVIDIA H200"
   with pytest.raises(LatencyTableError, match="another model: channels: table 16, model 32"):
-    cost.LatencyCost(Arch(blocks=2, channels=32, esa_channels=8), hand_table())
+    latency.LatencyCost(Arch(blocks=2, channels=32, esa_channels=8), hand_table())
   (tmp_path / "bad.json").write_text("{not json")
   with pytest.raises(LatencyTableError, match="unreadable"):
     LatencyTable.load(str(tmp_path / "bad.json"))

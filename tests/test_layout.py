@@ -9,9 +9,11 @@ FLOORS = [
      "fmp_jax.reduction", "fmp_jax.data", "fmp_jax.cli", "fmp_jax.workdir",
      "fmp_jax.metric_logging", "fmp_jax.preemption"},
     {"fmp_jax.models", "fmp_jax.loop", "fmp_jax.checkpoint", "fmp_jax.plots"},
-    {"fmp_jax.pruning", "fmp_jax.export", "fmp_jax.evaluation", "fmp_jax.stage"},
-    {"fmp_jax.finetuning", "fmp_jax.inference", "fmp_jax.config_base", "fmp_jax.members"},
-    {"fmp_jax.profiling", "fmp_jax.preflight"},
+    # inference needs the models only (padding, layer table), not the search.
+    {"fmp_jax.pruning", "fmp_jax.export", "fmp_jax.evaluation", "fmp_jax.stage",
+     "fmp_jax.inference"},
+    {"fmp_jax.finetuning", "fmp_jax.config_base", "fmp_jax.members", "fmp_jax.profiling",
+     "fmp_jax.preflight"},
     {"fmp_jax.train", "fmp_jax.report"},
     {"fmp_jax.main"},
 ]
@@ -48,6 +50,12 @@ def test_no_import_runs_up_a_floor(repo_root):
   upward = sorted(f"{m} -> {dep}" for m, deps in imports(repo_root).items() if m != "fmp_jax"
                   for dep in deps if dep != "fmp_jax" and floor_of(dep) > floor_of(m))
   assert not upward, upward
+
+
+def test_inference_needs_nothing_of_the_search(repo_root):
+  """Running a pruned model (an export) must not import the pruning wing."""
+  deps = imports(repo_root)["fmp_jax.inference"]
+  assert not [d for d in deps if d == "fmp_jax.pruning" or d.startswith("fmp_jax.pruning.")]
 
 
 def test_no_import_cycle(repo_root):

@@ -209,7 +209,7 @@ def budget_term_grads(criterion, metric):
   c_hard = state_lib.channel_masks_of(lat, 1)
   duals = {q: jnp.float32(v) for q, v in DUALS.items()}
   grads = jax.grad(lambda l: search.budget_term(ctx, l, c_hard, duals))(lat)
-  dense = cost.for_budget(arch, budget).dense()
+  dense = budget.cost_model(arch).dense()
   return grads, dense
 
 

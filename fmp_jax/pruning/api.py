@@ -13,7 +13,7 @@ from fmp_jax.data.checks import CheckedBatches
 from fmp_jax.models import check_finite_params, check_params, init_params
 from fmp_jax.pruning import complexity, cost, search, state as state_lib, surgery
 from fmp_jax.pruning.budget import Budget, BudgetError
-from fmp_jax.pruning.latency import LatencyTable
+from fmp_jax.pruning.latency import LatencyCost, LatencyTable, load_table_once
 from fmp_jax.pruning.settings import LOOP_DEFAULTS, SearchSettings
 
 
@@ -86,14 +86,8 @@ def sparsity_report(params: Mapping, arch: Arch, masks: Optional[Mapping] = None
   report["widths"] = _widths(arch, channel_masks)
   if latency_table is not None:
     table = (latency_table if isinstance(latency_table, LatencyTable)
-             else LatencyTable.load(latency_table, allow_other_device=True))
-    seconds, dense = table.predict(report["widths"]), table.dense()
-    # The widths the prediction runs at: where the table has a wider run faster, that one.
-    report["run_widths"] = table.plan(report["widths"])
-    report.update(latency_seconds=seconds, dense_latency_seconds=dense,
-                  latency_ratio=seconds / dense, latency_lr_hw=list(table.lr_hw),
-                  latency_channel_pruned_ratio=1.0 - seconds / dense,
-                  latency_weight_pruned_ratio=0.0)   # weight zeros save no time
+             else load_table_once(latency_table, allow_other_device=True))
+    report.update(LatencyCost(arch.dense(), table).report(report["widths"]))
   report["channel_pruned_ratio"] = report[f"{metric}_channel_pruned_ratio"]
   report["weight_pruned_ratio"] = report[f"{metric}_weight_pruned_ratio"]
   report["steps"] = 0
@@ -179,8 +173,7 @@ def _search(params, budget: Budget, family, arch, data, steps, seed, config, on_
   check_params(params, arch)
   check_finite_params(params, "prune")
   search.check_budget_needs_pruning(arch, budget)
-  budget_cost = cost.for_budget(arch, budget)
-  search.check_budget_reachable(arch, budget, settings, budget_cost)
+  search.check_budget_reachable(arch, budget, settings)
 
   if data is None:
     from fmp_jax.data import bundled_patches
@@ -200,7 +193,7 @@ def _search(params, budget: Budget, family, arch, data, steps, seed, config, on_
     taken[k] = (step, jax.device_get(st))
 
   outcome = search.run_search(arch, state, budget, settings, batches, max_steps,
-                              on_step=callback, cost=budget_cost,
+                              on_step=callback,
                               members=members if family else None,
                               on_member=on_member if family else None)
   if not family:
@@ -221,14 +214,13 @@ def finalize(arch: Arch, outcome: "search.SearchOutcome", budget: Budget,
   full_params = jax.device_get(full_params)
   channel_masks, weight_masks = state_lib.exact_masks(
       arch, jax.device_get(outcome.state.latents), settings)
-  if settings.fill_plan and budget.metric == "latency":
-    # The plan's widths run anyway (as zero padding): train them instead.
-    table = LatencyTable.load(budget.latency_table, allow_other_device=True)
-    kept = {g: int(np.count_nonzero(m)) for g, m in channel_masks.items()}
-    plan = table.plan(kept)
-    if any(plan[g] > w for g, w in kept.items()):   # else nothing to revive: skip the init
-      full_params, channel_masks, weight_masks = surgery.revive_channels(
-          arch, full_params, init_params(arch, seed=seed), channel_masks, weight_masks, plan)
+  kept = {g: int(np.count_nonzero(m)) for g, m in channel_masks.items()}
+  # Where the cost model runs a model wider than its kept widths (a latency table's plan),
+  # those widths run anyway (as zero padding): train them instead.
+  plan = budget.cost_model(arch).run_widths(kept) if settings.fill_plan else None
+  if plan is not None and any(plan[g] > w for g, w in kept.items()):   # else skip the init
+    full_params, channel_masks, weight_masks = surgery.revive_channels(
+        arch, full_params, init_params(arch, seed=seed), channel_masks, weight_masks, plan)
   params, small_arch, masks = surgery.slice_model(arch, full_params, channel_masks, weight_masks)
   report = sparsity_report(params, small_arch, masks, metric=budget.metric,
                            latency_table=budget.latency_table)

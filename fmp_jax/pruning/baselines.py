@@ -22,22 +22,21 @@ from typing import Mapping, Optional
 import numpy as np
 
 from fmp_jax.arch import Arch
-from fmp_jax.pruning import complexity, cost as cost_lib
+from fmp_jax.pruning import complexity
 from fmp_jax.pruning.budget import Budget, BudgetError
 from fmp_jax.tree_paths import get_at
 
 
-def uniform_widths(arch: Arch, budget: Budget, multiple: int = 1,
-                   cost: Optional[cost_lib.CostModel] = None) -> dict[str, int]:
+def uniform_widths(arch: Arch, budget: Budget, multiple: int = 1) -> dict[str, int]:
   """Widths (group -> channels) of the widest uniform model within `budget.keep`.
 
   Every prunable group keeps ``round(fraction * size)`` channels (a multiple
   of `multiple` when one is given), for the largest fraction that fits, in
-  the budget's metric (or `cost`, a cost model of the dense `arch`).
+  the budget's metric.
   Raises BudgetError if not even one channel (or `multiple`) per group fits.
   """
   arch = arch.dense()
-  cost = cost if cost is not None else cost_lib.for_budget(arch, budget)
+  cost = budget.cost_model(arch)
   limit = budget.keep * cost.dense()
   groups = {g: arch.groups()[g].size for g in arch.prunable_groups()}
 

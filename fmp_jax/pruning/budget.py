@@ -31,9 +31,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Optional, Union
 
-from fmp_jax.pruning import cost, criteria
+from fmp_jax.arch import Arch
+# `latency` registers the "latency" metric (its cost model lives beside its table).
+from fmp_jax.pruning import cost, criteria, latency  # noqa: F401
 from fmp_jax.pruning.criteria import split as quantities
 from fmp_jax.pruning.errors import BudgetError
 
@@ -90,6 +93,20 @@ class Budget:
     for name, value in (complete(self) if complete else {}).items():
       object.__setattr__(self, name, value)
 
+  def cost_model(self, arch: Arch) -> cost.CostModel:
+    """The cost model of this budget's metric for `arch` (`cost.COST_MODELS`), built once per
+    (arch, metric and its files' versions) in this process: a run's steps, members and
+    reports share it. What a metric is asked (its report fields, the widths a model runs at)
+    is asked of it."""
+    files = tuple((name, getattr(self, name), _stamp(getattr(self, name)))
+                  for name in cost.COST_MODELS[self.metric].needs)
+    key = (arch, self.metric, self.latency_any_device, files)
+    if key not in _BUILT:
+      if len(_BUILT) >= 64:
+        _BUILT.clear()
+      _BUILT[key] = cost.COST_MODELS[self.metric].build(arch, self)
+    return _BUILT[key]
+
   @property
   def rule(self) -> criteria.Criterion:
     """The `criteria.Criterion` object of this budget's criterion."""
@@ -123,3 +140,13 @@ class Budget:
     parts = ", ".join(f"{name} <= {100 * t:.2f} %" for name, t in self.targets().items())
     return f"keep {100 * self.keep:.2f} % of {self.metric} (criterion {self.criterion}: {parts})"
 
+
+def _stamp(path) -> Optional[int]:
+  try:
+    return os.stat(path).st_mtime_ns
+  except (OSError, TypeError):
+    return None
+
+
+# (arch, metric, latency_any_device, the metric's files and their versions) -> cost model.
+_BUILT: dict = {}

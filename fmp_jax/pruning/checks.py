@@ -6,11 +6,10 @@ Run before any compile (the driver, `prune`, `prune_family`); `search` re-export
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 from fmp_jax.arch import Arch
 from fmp_jax.models import arch_name
-from fmp_jax.pruning import cost as cost_lib, criteria
+from fmp_jax.pruning import criteria
 from fmp_jax.pruning.budget import Budget
 from fmp_jax.pruning.errors import BudgetError
 from fmp_jax.pruning.settings import SearchSettings
@@ -23,12 +22,11 @@ def check_budget_needs_pruning(arch: Arch, budget: Budget) -> None:
                       f"{arch_name(arch)}; nothing to prune. Use a keep below 1.")
 
 
-def check_budget_reachable(arch: Arch, budget: Budget, settings: SearchSettings,
-                           cost: Optional[cost_lib.CostModel] = None) -> float:
+def check_budget_reachable(arch: Arch, budget: Budget, settings: SearchSettings) -> float:
   """Raises BudgetError when channels alone must go below what ``min_channels`` leave (the
   tested channel part, or the total when weight zeros do not lower the cost). Returns that
   floor as a fraction of the dense cost."""
-  cost = cost if cost is not None else cost_lib.for_budget(arch, budget)
+  cost = budget.cost_model(arch)
   a = arch.dense()
   widths = {g: min(a.width(g), settings.min_channels) for g in a.prunable_groups()}
   floor = cost.at_widths(widths) / cost.dense()

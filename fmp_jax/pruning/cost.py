@@ -38,7 +38,6 @@ import numpy as np
 
 from fmp_jax.arch import Arch
 from fmp_jax.pruning import complexity, criteria
-from fmp_jax.pruning.latency import LatencyTable
 from fmp_jax.pruning.masks import indicator_as_kernel
 from fmp_jax.tree_paths import get_at
 
@@ -79,6 +78,17 @@ class CostModel(abc.ABC):
   def ratio(self, channel_masks=None, weight_masks=None) -> float:
     """`exact` as a fraction of `dense`."""
     return self.exact(channel_masks, weight_masks) / self.dense()
+
+  def run_widths(self, widths: Mapping[str, int]) -> Optional[dict[str, int]]:
+    """The widths a model of these kept widths runs at, where this cost model chooses them (a
+    latency table's plan); None leaves them to `Upscaler`'s padding."""
+    del widths
+    return None
+
+  def report(self, widths: Mapping[str, int]) -> dict:
+    """What this cost model adds to `sparsity_report` (params and FLOPs are always there)."""
+    del widths
+    return {}
 
   def at_widths(self, widths: Mapping[str, int]) -> float:
     """Exact cost of the model with these kept widths (group -> channels) and no weight masks
@@ -142,131 +152,6 @@ class CountCost(CostModel):
     return sum(p for p, _ in rows), sum(m for _, m in rows)
 
 
-def _through_efficient(xs, values, efficient):
-  """Per row of `values` (.., len(xs)): the piecewise-linear curve through its efficient
-  points only (where no wider run is faster), read at every xs."""
-  out = np.empty_like(values)
-  for k in np.ndindex(values.shape[:-1]):
-    keep = efficient[k]
-    out[k] = np.interp(xs, np.asarray(xs, float)[keep], values[k][keep])
-  return out
-
-
-def _interp_left(xs, values, x):
-  """Piecewise-linear in `xs` along the last axis of `values`, read at x; at a point of xs the
-  segment below it (its gradient is what the next channel removed saves)."""
-  k = jnp.clip(jnp.searchsorted(xs, x, side="left"), 1, xs.shape[0] - 1)
-  t = (x - xs[k - 1]) / (xs[k] - xs[k - 1])
-  return values[..., k - 1] * (1 - t) + values[..., k] * t
-
-
-def _suffix_min(values):
-  """min over j' >= j along the last axis."""
-  return np.minimum.accumulate(values[..., ::-1], axis=-1)[..., ::-1]
-
-
-class LatencyCost(CostModel):
-  """Measured latency (seconds per forward pass at the table's input size, `latency`).
-
-  The relaxed value is the table's prediction (`LatencyTable.predict`: its
-  fastest run at or above the widths, a step function that never rises as
-  channels go); its gradient is that of a piecewise-linear curve at the
-  unpadded widths through the widths where no wider run is faster, so each
-  channel entry is pushed by the average time the next such width saves per
-  channel, also across widths that run slower than a wider one. Weight zeros
-  save no time (`weights_count` is False): no kernel skips them.
-  """
-
-  name = "latency"
-  weights_count = False
-
-  def __init__(self, arch: Arch, table: LatencyTable):
-    super().__init__(arch)
-    table.check_arch(arch)
-    self.table = table
-    a = arch.dense()
-    self._full = {g: a.width(g) for g in a.prunable_groups()}
-    self._dense = table.dense()
-    rs, ri, rest, block = table.at_candidates()
-    env = _suffix_min(block)                      # fastest inner run at or above each
-    self._rs, self._ri = np.asarray(rs, np.float32), np.asarray(ri, np.float32)
-    self._rest = rest.astype(np.float32)
-    self._env = env.astype(np.float32)
-    self._smooth = _through_efficient(ri, env, block <= env).astype(np.float32)
-
-  def dense(self) -> float:
-    return self._dense
-
-  def exact(self, channel_masks=None, weight_masks=None) -> float:
-    del weight_masks   # weight zeros save no time
-    widths = {g: int(np.count_nonzero(np.asarray(m))) for g, m in (channel_masks or {}).items()}
-    return self.table.predict(widths)
-
-  def at_widths(self, widths):
-    return self.table.predict(widths)
-
-  def removal_cost(self, channel_masks, weight_masks=None, multiple: int = 1) -> dict:
-    """Per group, the step of the table removing `multiple` more channels would take."""
-    del weight_masks
-    widths = {g: jnp.sum(jax.lax.stop_gradient(m)) for g, m in channel_masks.items()}
-    now = self._predict_jnp(widths)
-    out = {}
-    for g, m in channel_masks.items():
-      fewer = self._predict_jnp(dict(widths, **{g: jnp.maximum(widths[g] - multiple, 1.0)}))
-      out[g] = jnp.full(m.shape[0] // multiple, (now - fewer) / self._dense)
-    return out
-
-  def _predict_jnp(self, widths):
-    """The table's step function in jax.numpy (no gradient)."""
-    return jax.lax.stop_gradient(self._relaxed_widths(widths))
-
-  def relaxed(self, channel_masks, weight_masks=None):
-    """The prediction's value, the efficient-width curve's gradient, in the masks' sums."""
-    del weight_masks
-    widths = {g: (jnp.sum(channel_masks[g]) if g in channel_masks else jnp.float32(full))
-              for g, full in self._full.items()}
-    return self._relaxed_widths(widths)
-
-  def _relaxed_widths(self, widths):
-    t = self.table
-    widths = {g: jnp.asarray(widths.get(g, full), jnp.float32) for g, full in self._full.items()}
-    rs, ri = jnp.asarray(self._rs), jnp.asarray(self._ri)
-
-    def padded(g, w):
-      # run_width in jnp, without gradient (the step's value).
-      w = jax.lax.stop_gradient(w)
-      up = jnp.minimum(self._full[g], t.channel_multiple * jnp.ceil(w / t.channel_multiple))
-      return jnp.where(w <= t.narrow, w, up) if t.channel_multiple > 1 else w
-
-    def reverse_cummin(x):
-      return jax.lax.cummin(x, reverse=True)
-
-    # The step value: per stream run S' (every candidate), the rest plus each block's fastest
-    # inner run at or above its own; the fastest S' at or above the stream's own run.
-    env, smooth = jnp.asarray(self._env), jnp.asarray(self._smooth)
-    step_rows = jnp.asarray(self._rest)
-    smooth_rows = jnp.asarray(self._rest)
-    for b in range(t.arch.blocks):
-      i = widths[f"block_{b}.inner"]
-      j = jnp.searchsorted(ri, padded(f"block_{b}.inner", i), side="left")
-      step_rows = step_rows + env[:, j]
-      smooth_rows = smooth_rows + _interp_left(ri, smooth, i)
-    s = widths["stream"]
-    k = jnp.searchsorted(rs, padded("stream", s), side="left")
-    step = reverse_cummin(step_rows)[k]
-    # The smooth value: linear in s between the efficient stream runs around s (where no
-    # wider run is faster under the same inner widths; at one of them, the segment below),
-    # so its slope is never negative.
-    efficient = jax.lax.stop_gradient(smooth_rows <= reverse_cummin(smooth_rows))
-    up = jnp.argmin(jnp.where(efficient & (rs >= s), rs, jnp.inf))
-    below = efficient & (rs < s)
-    lo = jnp.where(jnp.any(below), jnp.argmax(jnp.where(below, rs, -jnp.inf)), up)
-    span = rs[up] - rs[lo]
-    frac = jnp.where(span > 0, (s - rs[lo]) / jnp.where(span > 0, span, 1.0), 0.0)
-    smooth_value = smooth_rows[lo] * (1 - frac) + smooth_rows[up] * frac
-    return step + smooth_value - jax.lax.stop_gradient(smooth_value)
-
-
 def kernel_masks(layers, weight_masks) -> Optional[dict]:
   """Layer name -> kernel-shaped masks from a params-nested tree of indicators (or None)."""
   if weight_masks is None:
@@ -297,19 +182,15 @@ class Metric:
   hint: str = ""                        # how to provide them
 
 
-# Budget.metric -> Metric.
-COST_MODELS: dict[str, Metric] = {
-    "params": Metric(lambda arch, budget=None: CountCost(arch, "params")),
-    "flops": Metric(lambda arch, budget=None: CountCost(arch, "flops")),
-    "latency": Metric(
-        lambda arch, budget: LatencyCost(arch, LatencyTable.load(
-            budget.latency_table, allow_other_device=budget.latency_any_device)),
-        weights_count=False, needs=("latency_table",),
-        hint="a table measured on the target device (python tools/profile_latency.py "
-             "--config ... --out PATH)"),
-}
+# Budget.metric -> Metric. `fmp_jax.pruning.latency` registers "latency" beside its table; a
+# new cost model is one CostModel subclass and one `register_metric` call.
+COST_MODELS: dict[str, Metric] = {}
 
 
-def for_budget(arch: Arch, budget) -> CostModel:
-  """The cost model of `budget.metric` for `arch`."""
-  return COST_MODELS[budget.metric].build(arch, budget)
+def register_metric(name: str, metric: Metric) -> Metric:
+  COST_MODELS[name] = metric
+  return metric
+
+
+register_metric("params", Metric(lambda arch, budget=None: CountCost(arch, "params")))
+register_metric("flops", Metric(lambda arch, budget=None: CountCost(arch, "flops")))

@@ -20,27 +20,33 @@ channels), and on a real device a wider run can be faster (on XLA:CPU a 16-wide
 stream of ESRB-3-32 ran slower than a 24-wide one, a 56-wide one of ESRB-4-64
 slower than the dense 64). `LatencyTable.plan` picks, for given widths, the
 run widths at or above them that the table says run fastest; `Upscaler(...,
-run_widths=plan)` runs them.
+run_widths=plan)` runs them. The padding rule is `fmp_jax.models.widths`'s, the
+one `Upscaler` applies.
 
 Prediction (`LatencyTable.predict`): the time of that plan, rest(S') + sum over
 blocks of block(S', I'_b): a step function of the widths, as the device is,
-and never rising as channels are removed. `fmp_jax.pruning.cost.LatencyCost`
-makes it a cost model.
+and never rising as channels are removed. `LatencyCost` makes it a cost model
+(the budget metric "latency"); the plan's totals are one function
+(`plan_totals`) for the host (numpy, float64) and the jitted step (jax.numpy).
 """
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import json
-import math
 import os
-from typing import Any, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from fmp_jax.arch import Arch
+# run_width(s): the padding rule `Upscaler` runs; re-exported for the table's users.
+from fmp_jax.models.widths import run_width, run_widths
+from fmp_jax.pruning import cost as cost_lib
 from fmp_jax.pruning.errors import BudgetError
 
 FORMAT = 1
@@ -48,18 +54,6 @@ FORMAT = 1
 
 class LatencyTableError(BudgetError):
   """A latency table that cannot serve this model or this device."""
-
-
-def run_width(width: int, full: int, multiple: int, narrow: int) -> int:
-  """The width a group of `width` channels runs at (`Upscaler`'s padding rule)."""
-  if width <= narrow or multiple <= 1:
-    return int(width)
-  return int(min(full, multiple * math.ceil(width / multiple)))
-
-
-def run_widths(full: int, multiple: int, narrow: int) -> list[int]:
-  """Every width a group of `full` channels can run at."""
-  return sorted({run_width(w, full, multiple, narrow) for w in range(1, full + 1)})
 
 
 def device_info() -> dict:
@@ -171,21 +165,19 @@ class LatencyTable:
     """The fastest run widths at or above these widths' own, as the table predicts them.
 
     The stream width S' fixes every block's cost row, so for each S' each block takes
-    its fastest inner width independently; the best S' wins (ties: the narrower).
+    its fastest inner run at or above its own; the best S' wins (ties: the narrower).
     """
     rs, ri, rest, block = self.at_candidates()
     w = self.widths_of(widths)
-    best = None
-    for k in range(rs.index(self.run("stream", w["stream"])), len(rs)):
-      run, total = {"stream": rs[k]}, rest[k]
-      for b in range(self.arch.blocks):
-        g = f"block_{b}.inner"
-        j0 = ri.index(self.run(g, w[g]))
-        j = j0 + int(np.argmin(block[k, j0:]))
-        run[g], total = ri[j], total + block[k, j]
-      if best is None or total < best[0]:
-        best = (total, run)
-    return best[1]
+    inner = [f"block_{b}.inner" for b in range(self.arch.blocks)]
+    first = [ri.index(self.run(g, w[g])) for g in inner]
+    k0 = rs.index(self.run("stream", w["stream"]))
+    totals = plan_totals(rest, _suffix_min(block), first)
+    k = k0 + int(np.argmin(totals[k0:]))
+    run = {"stream": rs[k]}
+    for g, j0 in zip(inner, first):
+      run[g] = ri[j0 + int(np.argmin(block[k, j0:]))]
+    return run
 
   def predict(self, widths: Optional[Mapping[str, int]] = None) -> float:
     """Seconds of one forward pass at these widths (group -> channels; missing: full), run
@@ -243,4 +235,174 @@ class LatencyTable:
     return table
 
 
-__all__ = ["LatencyTable", "LatencyTableError", "run_width", "run_widths", "device_info"]
+def plan_totals(rest, env, first):
+  """Per stream run S': rest(S') plus each block's fastest inner run at or above its own
+  (column `first[b]` of `env`, the block times' suffix minimum over inner runs), summed in
+  block order. numpy on the host (`LatencyTable.plan`), jax.numpy in the step (`LatencyCost`)."""
+  totals = rest
+  for j in first:
+    totals = totals + env[:, j]
+  return totals
+
+
+def _through_efficient(xs, values, efficient):
+  """Per row of `values` (.., len(xs)): the piecewise-linear curve through its efficient
+  points only (where no wider run is faster), read at every xs."""
+  out = np.empty_like(values)
+  for k in np.ndindex(values.shape[:-1]):
+    keep = efficient[k]
+    out[k] = np.interp(xs, np.asarray(xs, float)[keep], values[k][keep])
+  return out
+
+
+def _interp_left(xs, values, x):
+  """Piecewise-linear in `xs` along the last axis of `values`, read at x; at a point of xs the
+  segment below it (its gradient is what the next channel removed saves)."""
+  k = jnp.clip(jnp.searchsorted(xs, x, side="left"), 1, xs.shape[0] - 1)
+  t = (x - xs[k - 1]) / (xs[k] - xs[k - 1])
+  return values[..., k - 1] * (1 - t) + values[..., k] * t
+
+
+def _suffix_min(values):
+  """min over j' >= j along the last axis."""
+  return np.minimum.accumulate(values[..., ::-1], axis=-1)[..., ::-1]
+
+
+class LatencyCost(cost_lib.CostModel):
+  """Measured latency (seconds per forward pass at the table's input size, `latency`).
+
+  The relaxed value is the table's prediction (`LatencyTable.predict`: its
+  fastest run at or above the widths, a step function that never rises as
+  channels go); its gradient is that of a piecewise-linear curve at the
+  unpadded widths through the widths where no wider run is faster, so each
+  channel entry is pushed by the average time the next such width saves per
+  channel, also across widths that run slower than a wider one. Weight zeros
+  save no time (`weights_count` is False): no kernel skips them.
+  """
+
+  name = "latency"
+  weights_count = False
+
+  def __init__(self, arch: Arch, table: LatencyTable):
+    super().__init__(arch)
+    table.check_arch(arch)
+    self.table = table
+    a = arch.dense()
+    self._full = {g: a.width(g) for g in a.prunable_groups()}
+    self._dense = table.dense()
+    rs, ri, rest, block = table.at_candidates()
+    env = _suffix_min(block)                      # fastest inner run at or above each
+    self._rs, self._ri = np.asarray(rs, np.float32), np.asarray(ri, np.float32)
+    self._rest = rest.astype(np.float32)
+    self._env = env.astype(np.float32)
+    self._smooth = _through_efficient(ri, env, block <= env).astype(np.float32)
+
+  def dense(self) -> float:
+    return self._dense
+
+  def exact(self, channel_masks=None, weight_masks=None) -> float:
+    del weight_masks   # weight zeros save no time
+    widths = {g: int(np.count_nonzero(np.asarray(m))) for g, m in (channel_masks or {}).items()}
+    return self.table.predict(widths)
+
+  def at_widths(self, widths):
+    return self.table.predict(widths)
+
+  def run_widths(self, widths):
+    return self.table.plan(widths)
+
+  def report(self, widths):
+    seconds, dense = self.table.predict(widths), self._dense
+    # The widths the prediction runs at: where the table has a wider run faster, that one.
+    return dict(run_widths=self.table.plan(widths), latency_seconds=seconds,
+                dense_latency_seconds=dense, latency_ratio=seconds / dense,
+                latency_lr_hw=list(self.table.lr_hw),
+                latency_channel_pruned_ratio=1.0 - seconds / dense,
+                latency_weight_pruned_ratio=0.0)   # weight zeros save no time
+
+  def removal_cost(self, channel_masks, weight_masks=None, multiple: int = 1) -> dict:
+    """Per group, the step of the table removing `multiple` more channels would take."""
+    del weight_masks
+    widths = {g: jnp.sum(jax.lax.stop_gradient(m)) for g, m in channel_masks.items()}
+    now = self._predict_jnp(widths)
+    out = {}
+    for g, m in channel_masks.items():
+      fewer = self._predict_jnp(dict(widths, **{g: jnp.maximum(widths[g] - multiple, 1.0)}))
+      out[g] = jnp.full(m.shape[0] // multiple, (now - fewer) / self._dense)
+    return out
+
+  def _predict_jnp(self, widths):
+    """The table's step function in jax.numpy (no gradient)."""
+    return jax.lax.stop_gradient(self._relaxed_widths(widths))
+
+  def relaxed(self, channel_masks, weight_masks=None):
+    """The prediction's value, the efficient-width curve's gradient, in the masks' sums."""
+    del weight_masks
+    widths = {g: (jnp.sum(channel_masks[g]) if g in channel_masks else jnp.float32(full))
+              for g, full in self._full.items()}
+    return self._relaxed_widths(widths)
+
+  def _relaxed_widths(self, widths):
+    t = self.table
+    widths = {g: jnp.asarray(widths.get(g, full), jnp.float32) for g, full in self._full.items()}
+    rs, ri = jnp.asarray(self._rs), jnp.asarray(self._ri)
+
+    def padded(g, w):
+      # The run width, without gradient (the step's value).
+      return run_width(jax.lax.stop_gradient(w), self._full[g], t.channel_multiple, t.narrow,
+                       xp=jnp)
+
+    def reverse_cummin(x):
+      return jax.lax.cummin(x, reverse=True)
+
+    # The step value: per stream run S' (every candidate), the rest plus each block's fastest
+    # inner run at or above its own; the fastest S' at or above the stream's own run.
+    env, smooth = jnp.asarray(self._env), jnp.asarray(self._smooth)
+    inner = [widths[f"block_{b}.inner"] for b in range(t.arch.blocks)]
+    first = [jnp.searchsorted(ri, padded(f"block_{b}.inner", i), side="left")
+             for b, i in enumerate(inner)]
+    step_rows = plan_totals(jnp.asarray(self._rest), env, first)
+    smooth_rows = jnp.asarray(self._rest)
+    for i in inner:
+      smooth_rows = smooth_rows + _interp_left(ri, smooth, i)
+    s = widths["stream"]
+    k = jnp.searchsorted(rs, padded("stream", s), side="left")
+    step = reverse_cummin(step_rows)[k]
+    # The smooth value: linear in s between the efficient stream runs around s (where no
+    # wider run is faster under the same inner widths; at one of them, the segment below),
+    # so its slope is never negative.
+    efficient = jax.lax.stop_gradient(smooth_rows <= reverse_cummin(smooth_rows))
+    up = jnp.argmin(jnp.where(efficient & (rs >= s), rs, jnp.inf))
+    below = efficient & (rs < s)
+    lo = jnp.where(jnp.any(below), jnp.argmax(jnp.where(below, rs, -jnp.inf)), up)
+    span = rs[up] - rs[lo]
+    frac = jnp.where(span > 0, (s - rs[lo]) / jnp.where(span > 0, span, 1.0), 0.0)
+    smooth_value = smooth_rows[lo] * (1 - frac) + smooth_rows[up] * frac
+    return step + smooth_value - jax.lax.stop_gradient(smooth_value)
+
+
+def load_table_once(path: str, allow_other_device: bool = False) -> LatencyTable:
+  """`LatencyTable.load`, read once per file version (path and modification time) in this
+  process: a run's budgets, family members and reports share one read."""
+  try:
+    stamp = os.stat(path).st_mtime_ns if path else None
+  except OSError:
+    stamp = None   # load names the problem
+  return _load_cached(path, bool(allow_other_device), stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_cached(path, allow_other_device, stamp):
+  del stamp   # part of the cache key only
+  return LatencyTable.load(path, allow_other_device=allow_other_device)
+
+
+cost_lib.register_metric("latency", cost_lib.Metric(
+    lambda arch, budget: LatencyCost(arch, load_table_once(
+        budget.latency_table, allow_other_device=budget.latency_any_device)),
+    weights_count=False, needs=("latency_table",),
+    hint="a table measured on the target device (python tools/profile_latency.py "
+         "--config ... --out PATH)"))
+
+
+__all__ = ["LatencyTable", "LatencyTableError", "LatencyCost", "load_table_once", "plan_totals", "run_width", "run_widths", "device_info"]

@@ -101,14 +101,13 @@ class StepContext:
 
 
 def make_step(arch: Arch, budget: Budget, settings: SearchSettings, mesh=None,
-              precision: str = "float32",
-              cost: Optional[cost_lib.CostModel] = None) -> Callable:
+              precision: str = "float32") -> Callable:
   """The pure search step `(state, budget_arrays, lr, hr) -> (state, metrics)`.
 
   lr: (N, h, w, 3) LR patches, hr: (N, h*s, w*s, 3), both in [0, arch.rgb_range].
   Not jitted here: callers jit it with their own shardings. `budget` gives the
-  criterion and the metric (its targets come as `budget_arrays` at call time);
-  `cost` overrides the budget's cost model. `mesh`: the batch's mesh (axis
+  criterion and the metric (its cost model, `budget.cost_model`; its targets come as
+  `budget_arrays` at call time). `mesh`: the batch's mesh (axis
   "data"), needed by settings.reduction_shards (default: one device).
   precision: "float32", or "bfloat16" for activations and convolutions
   (params, gradients and optimiser state stay float32).
@@ -121,7 +120,7 @@ def make_step(arch: Arch, budget: Budget, settings: SearchSettings, mesh=None,
   sizes = entries_per_group(arch, settings)
   ctx = StepContext(
       arch=arch, settings=settings, criterion=criterion,
-      cost=cost if cost is not None else cost_lib.for_budget(arch, budget),
+      cost=budget.cost_model(arch),
       counter=cost_lib.CountCost(arch, "flops"),
       model=build_model(arch), layers=complexity.layer_table(arch),
       tx=make_optimizer(settings), latent_tx=make_latent_optimizer(settings), prox=None,
@@ -261,12 +260,11 @@ def step_metrics(ctx: StepContext, state: SearchState, latents, q_after, now, lo
 
 # --- exact checks on the host ----------------------------------------------------------
 
-def exact_quantities(arch: Arch, latents: Mapping, budget: Budget, settings: SearchSettings,
-                     cost: Optional[cost_lib.CostModel] = None) -> dict:
+def exact_quantities(arch: Arch, latents: Mapping, budget: Budget,
+                     settings: SearchSettings) -> dict:
   """R, R_C, R_W of `latents` under `budget`'s metric, exactly (host, int64 counts)."""
   channels, weights = exact_masks(arch, latents, settings)
-  cost = cost if cost is not None else cost_lib.for_budget(arch, budget)
-  return cost_lib.exact_quantities(cost, channels, weights)
+  return cost_lib.exact_quantities(budget.cost_model(arch), channels, weights)
 
 
 # --- the loop ----------------------------------------------------------------------------
@@ -295,7 +293,6 @@ def run_search(arch: Arch, state: SearchState, budget: Budget, settings: SearchS
                batches: Iterator, max_steps: int, step_fn: Optional[Callable] = None,
                on_step: Optional[Callable[[int, dict, SearchState], None]] = None,
                raise_if_not_reached: bool = True,
-               cost: Optional[cost_lib.CostModel] = None,
                members: Optional[list] = None, first_member: int = 0,
                on_member: Optional[Callable[[int, Budget, int, SearchState], None]] = None,
                say: Optional[Callable[[str], None]] = None) -> SearchOutcome:
@@ -309,7 +306,6 @@ def run_search(arch: Arch, state: SearchState, budget: Budget, settings: SearchS
       checkpointing); `step` counts from 1. A true return value ends the search after
       that step (a preemption): the outcome is then not converged, unless the budget
       held at that very step, and no error is raised.
-    cost: the budget's cost model (default: built from `budget`).
     members: a family (`family_budgets`: descending, `budget` last). Until member k
       holds, no step's target falls below it; at the first step where it holds
       (in-graph and exactly), on_member(k, member, step, state) is called (before
@@ -320,9 +316,8 @@ def run_search(arch: Arch, state: SearchState, budget: Budget, settings: SearchS
     BudgetNotReachedError when max_steps pass first (if raise_if_not_reached).
     FloatingPointError on a non-finite loss.
   """
-  cost = cost if cost is not None else cost_lib.for_budget(arch, budget)
   if step_fn is None:
-    step_fn = jax.jit(make_step(arch, budget, settings, cost=cost), donate_argnums=0)
+    step_fn = jax.jit(make_step(arch, budget, settings), donate_argnums=0)
   members = list(members or [budget])
   targets = budget.targets()
   history, best, taken = [], [None], []
@@ -331,7 +326,7 @@ def run_search(arch: Arch, state: SearchState, budget: Budget, settings: SearchS
   now["arrays"] = arrays(now["member"])
 
   def holds(b, q, latents):
-    return b.met(q) and b.met(exact_quantities(arch, latents, b, settings, cost))
+    return b.met(q) and b.met(exact_quantities(arch, latents, b, settings))
 
   def after_step(step, metrics, state):
     history.append(metrics)
