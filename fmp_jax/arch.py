@@ -1,6 +1,7 @@
 """The architecture as data.
 
-An `Arch` says which backbone to build (ESRB or EDSR), how deep and wide it is,
+An `Arch` says which backbone to build (a registered `Backbone`: ESRB or EDSR),
+how deep and wide it is,
 the upscaling factor, and, after pruning, the width of every prunable channel
 group. The same module code builds the dense network (no widths given) and the
 physically pruned one (smaller widths), and an `Arch` travels with the params
@@ -33,11 +34,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
-MODELS = ("esrb", "edsr")
 SCALES = (2, 3, 4)
 
 
@@ -60,11 +60,51 @@ class Group:
 
 
 @dataclasses.dataclass(frozen=True)
+class Backbone:
+  """Everything the package asks of one backbone family, in one entry.
+
+  A backbone is one file under `fmp_jax/models/` that defines its Flax module and
+  registers this entry (`register_backbone`), as BasicSR's ``*_arch.py`` files do; nothing
+  outside `models/` branches on the model's name.
+
+  Attributes:
+    name: `Arch.model`'s value, e.g. "esrb".
+    module: the Flax module class, built as ``module(arch)``.
+    groups: arch -> its channel groups besides ``rgb_in``, ``rgb_out`` and ``stream``
+      (which every backbone has), in a fixed order (the latents' order).
+    receptive_radius: arch -> LR pixels of context each side an output pixel needs
+      (local layers only; `fmp_jax.inference` tiles with it).
+    min_lr_side: the smallest LR side the module accepts.
+    latency_block: ``(x, block_params, dtype) -> y``, one block as `Upscaler` runs it,
+      for latency tables (`fmp_jax.profiling.build_table` times a model as the rest plus
+      its blocks); None: no latency tables for this backbone.
+    prunable_upsampler: whether ``Arch.prune_upsampler`` applies (the upsampler's convs
+      can follow the stream's channels).
+  """
+  name: str
+  module: Any
+  groups: Callable[["Arch"], list]
+  receptive_radius: Callable[["Arch"], int]
+  min_lr_side: int = 1
+  latency_block: Optional[Callable] = None
+  prunable_upsampler: bool = False
+
+
+# Arch.model -> Backbone, filled by the files of `fmp_jax.models` as they are imported.
+BACKBONES: dict[str, Backbone] = {}
+
+
+def register_backbone(backbone: Backbone) -> Backbone:
+  BACKBONES[backbone.name] = backbone
+  return backbone
+
+
+@dataclasses.dataclass(frozen=True)
 class Arch:
   """Backbone description.
 
   Attributes:
-    model: "esrb" or "edsr".
+    model: a registered backbone (`BACKBONES`): "esrb" or "edsr".
     blocks: number of residual blocks B.
     channels: full width C of the residual stream and block interiors.
     scale: upscaling factor (2, 3 or 4).
@@ -87,17 +127,19 @@ class Arch:
   widths: Optional[Mapping[str, int]] = None
 
   def __post_init__(self):
-    if self.model not in MODELS:
-      raise ArchError(f"Arch.model={self.model!r} is unknown; use one of {MODELS}.")
+    if self.model not in BACKBONES:
+      raise ArchError(f"Arch.model={self.model!r} is unknown; use one of {tuple(BACKBONES)}.")
     if self.scale not in SCALES:
       raise ArchError(f"Arch.scale={self.scale!r} is not supported; use one of {SCALES}.")
     for field in ("blocks", "channels", "esa_channels"):
       value = getattr(self, field)
       if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ArchError(f"Arch.{field}={value!r} must be a positive integer.")
-    if self.prune_upsampler and self.model != "edsr":
-      raise ArchError("Arch.prune_upsampler=True applies to EDSR only; ESRB's upsampler writes "
-                      "the 3*s*s output sub-pixels, which are never pruned.")
+    if self.prune_upsampler and not self.backbone.prunable_upsampler:
+      takers = [b.name.upper() for b in BACKBONES.values() if b.prunable_upsampler]
+      raise ArchError(f"Arch.prune_upsampler=True applies to {' and '.join(takers)} only; "
+                      f"{self.model.upper()}'s upsampler is never pruned (it writes the output "
+                      f"sub-pixels directly).")
     if self.rgb_range <= 0:
       raise ArchError(f"Arch.rgb_range={self.rgb_range!r} must be positive (1.0 or 255.0).")
     if self.widths is not None:
@@ -120,23 +162,16 @@ class Arch:
   def __hash__(self):
     return hash(json.dumps(self.to_dict(), sort_keys=True))
 
+  @property
+  def backbone(self) -> Backbone:
+    """The registered `Backbone` of `model`."""
+    return BACKBONES[self.model]
+
   # --- groups -----------------------------------------------------------------
   def groups(self) -> dict[str, Group]:
     """All channel groups of this architecture at full width."""
-    c, s = self.channels, self.scale
     groups = [Group("rgb_in", 3, False), Group("rgb_out", 3, False),
-              Group("stream", c, True)]
-    for i in range(self.blocks):
-      groups.append(Group(f"block_{i}.inner", c, True))
-      if self.model == "esrb":
-        groups.append(Group(f"block_{i}.esa", self.esa_channels, self.prune_esa))
-    if self.model == "esrb":
-      groups.append(Group("upsample", 3 * s * s, False))
-    else:
-      tie = "stream" if self.prune_upsampler else None
-      for j, r in enumerate(edsr_upsample_factors(s)):
-        groups.append(Group(f"upsample_{j}", r * r * c, False, tie, r * r))
-        groups.append(Group(f"upsample_{j}.shuffled", c, False, tie, 1))
+              Group("stream", self.channels, True)] + list(self.backbone.groups(self))
     return {g.name: g for g in groups}
 
   def tied_groups(self) -> dict[str, Group]:
@@ -210,7 +245,3 @@ class _FrozenDict(dict):
 
   __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly
 
-
-def edsr_upsample_factors(scale: int) -> tuple[int, ...]:
-  """EDSR's upsampler: one x2 or x3 stage, or two x2 stages for x4."""
-  return {2: (2,), 3: (3,), 4: (2, 2)}[scale]

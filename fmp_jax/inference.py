@@ -83,7 +83,7 @@ import numpy as np
 from fmp_jax.arch import Arch
 from fmp_jax.models import MASKS, MIN_LR_SIDE, MaskedConv, bake_masks, build_model, precision_dtype
 from fmp_jax.models.esrb import ESRBBlock, FastBlockOps, block_forward
-from fmp_jax.models.layers import (NARROW_IN, NARROW_OUT, apply_conv, conv_by_shifted_outputs,
+from fmp_jax.models.layers import (NARROW_OUT, apply_conv, conv_by_shifted_outputs,
                                    conv_by_taps, conv_path)
 from fmp_jax.models.widths import (  # noqa: F401  (pad_* re-exported: part of this API)
     default_channel_multiple, pad_channels, pad_to_widths)
@@ -92,19 +92,10 @@ DEFAULT_TILE = 128
 
 
 def receptive_radius(arch: Arch) -> int:
-  """LR pixels of context each side an output pixel needs (local layers only).
-
-  Every stride-1 3x3 conv on the LR grid adds 1 (ESRB: head, conv_a and
-  conv_b of each block, body_end, upsample; 1x1 convs add 0). EDSR's tail is
-  a 3x3 conv on the HR grid: 1 HR pixel, rounded up to 1 LR pixel. ESRB's ESA
-  attention branch is not local and is not counted (see module docstring).
-  """
-  if arch.model == "esrb":
-    return 2 * arch.blocks + 3
-  # EDSR: head + 2 per block + body_end + upsampler convs (each at LR or a
-  # finer grid: 1 px there is <= 1 LR px) + tail at HR (<= 1 LR px).
-  n_up = {2: 1, 3: 1, 4: 2}[arch.scale]
-  return 1 + 2 * arch.blocks + 1 + n_up + 1
+  """LR pixels of context each side an output pixel needs (local layers only): the
+  backbone's own count (`Backbone.receptive_radius`; ESRB 2 B + 3, its ESA attention branch
+  not counted, see the module docstring)."""
+  return arch.backbone.receptive_radius(arch)
 
 
 def default_overlap(arch: Arch) -> int:

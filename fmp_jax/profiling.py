@@ -24,7 +24,6 @@ import numpy as np
 from fmp_jax.arch import Arch
 from fmp_jax.inference import Upscaler
 from fmp_jax.models import init_params, precision_dtype
-from fmp_jax.models.esrb import FastBlockOps, block_forward
 from fmp_jax.models.layers import NARROW_OUT
 from fmp_jax.models.widths import default_channel_multiple, run_width, run_widths
 from fmp_jax.pruning import complexity
@@ -191,9 +190,10 @@ def _subsample(widths: list[int], narrow: int, max_points: Optional[int]) -> lis
 
 
 def check_supported(arch: Arch) -> None:
-  if arch.model != "esrb":
-    raise LatencyTableError(f"latency tables are built for ESRB (blocks of `block_forward`); "
-                            f"got {arch.model.upper()}.")
+  if arch.backbone.latency_block is None:
+    raise LatencyTableError(f"latency tables time a model as its blocks plus the rest; "
+                            f"{arch.model.upper()} registers no block to time "
+                            f"(Backbone.latency_block).")
   if arch.prune_esa:
     raise LatencyTableError("latency tables take ESA's width as fixed; prune_esa=True is not "
                             "supported.")
@@ -221,7 +221,7 @@ def build_table(arch: Arch, lr_hw: Optional[tuple[int, int]] = None, precision: 
     return arch.__class__(**dict(arch.to_dict(), blocks=blocks, widths=dict(
         {"stream": s}, **{f"block_{b}.inner": i for b in range(blocks)})))
 
-  block_fn = jax.jit(lambda p, x: block_forward(x, FastBlockOps(p, dtype)))
+  block_fn = jax.jit(lambda p, x: arch.backbone.latency_block(x, p, dtype))
   inputs = {s: jax.device_put(rng.random((1, lr_hw[0], lr_hw[1], s), np.float32).astype(dtype))
             for s in grid}
   blocks = {}

@@ -132,7 +132,6 @@ def run(args) -> None:
   from fmp_jax import export
   from fmp_jax.data import BENCHMARKS, find_benchmark
   from fmp_jax.evaluation import evaluate, model_upscaler
-  from fmp_jax.models import MIN_LR_SIDE
 
   if not args.export:
     raise ToolError("give --export FILE (an exported .msgpack model, or a driver workdir).")
@@ -149,7 +148,7 @@ def run(args) -> None:
   out_dir = os.path.abspath(args.out or os.path.join(os.path.dirname(os.path.abspath(path)),
                                                      "eval"))
   prepare_out_dir(out_dir, args.overwrite)
-  min_lr = MIN_LR_SIDE if model.arch.model == "esrb" else 1
+  min_lr = model.arch.backbone.min_lr_side
   upscale = model_upscaler(model.params, model.arch, model.masks or None)
 
   results, rows, strips = {}, [], []

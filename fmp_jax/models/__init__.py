@@ -11,19 +11,20 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-from fmp_jax.arch import Arch
+from fmp_jax.arch import BACKBONES, Arch
 from fmp_jax.data.checks import model_input
+# Importing a backbone's file registers it (`fmp_jax.arch.register_backbone`).
 from fmp_jax.models.edsr import EDSR
 from fmp_jax.models.esrb import ESRB
 from fmp_jax.models.layers import MASKS, PRECISIONS, MaskedConv, pixel_shuffle, precision_dtype
 
 # Smallest LR side every backbone accepts (ESRB's ESA needs 15).
-MIN_LR_SIDE = 15
+MIN_LR_SIDE = max(b.min_lr_side for b in BACKBONES.values())
 
 
 def build_model(arch: Arch) -> nn.Module:
   """The Flax module for `arch` (dense or pruned widths)."""
-  return {"esrb": ESRB, "edsr": EDSR}[arch.model](arch)
+  return arch.backbone.module(arch)
 
 
 def init_params(arch: Arch, seed: int = 0) -> dict:

@@ -12,10 +12,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fmp_jax.arch import Arch, edsr_upsample_factors
+from fmp_jax.arch import Arch, Backbone, Group, register_backbone
 from fmp_jax.models.layers import conv_factory, pixel_shuffle, read_channel_masks
 
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+
+
+def upsample_factors(scale: int) -> tuple[int, ...]:
+  """EDSR's upsampler: one x2 or x3 stage, or two x2 stages for x4."""
+  return {2: (2,), 3: (3,), 4: (2, 2)}[scale]
 
 
 class EDSRBlock(nn.Module):
@@ -45,7 +50,29 @@ class EDSR(nn.Module):
       y = EDSRBlock(arch, i, name=f"block_{i}")(y, channel_masks)
     y = conv("body_end", "stream", "stream")(y) + head
     group = "stream"
-    for j, r in enumerate(edsr_upsample_factors(arch.scale)):
+    for j, r in enumerate(upsample_factors(arch.scale)):
       y = pixel_shuffle(conv(f"upsample_{j}", group, f"upsample_{j}")(y), r)
       group = f"upsample_{j}.shuffled"
     return conv("tail", group, "rgb_out")(y) + mean
+
+
+def _groups(arch: Arch) -> list[Group]:
+  c = arch.channels
+  groups = [Group(f"block_{i}.inner", c, True) for i in range(arch.blocks)]
+  # Tied to the stream under prune_upsampler (DHP's --prune_upsampler): see `fmp_jax.arch`.
+  tie = "stream" if arch.prune_upsampler else None
+  for j, r in enumerate(upsample_factors(arch.scale)):
+    groups += [Group(f"upsample_{j}", r * r * c, False, tie, r * r),
+               Group(f"upsample_{j}.shuffled", c, False, tie, 1)]
+  return groups
+
+
+def _receptive_radius(arch: Arch) -> int:
+  # Head + 2 per block + body_end + the upsampler's convs (each at LR or a finer grid: 1 px
+  # there is <= 1 LR px) + the tail at HR (<= 1 LR px).
+  return 1 + 2 * arch.blocks + 1 + len(upsample_factors(arch.scale)) + 1
+
+
+BACKBONE = register_backbone(Backbone(
+    name="edsr", module=EDSR, groups=_groups, receptive_radius=_receptive_radius,
+    min_lr_side=1, prunable_upsampler=True))

@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fmp_jax.arch import Arch
+from fmp_jax.arch import Arch, Backbone, Group, register_backbone
 from fmp_jax.models.layers import (MaskedConv, apply_conv, conv_factory, pixel_shuffle,
                                    read_channel_masks)
 
@@ -152,3 +152,27 @@ class ESRB(nn.Module):
     y = conv("body_end", "stream", "stream")(y) + head
     y = conv("upsample", "stream", "upsample")(y)
     return pixel_shuffle(y, arch.scale)
+
+
+def _groups(arch: Arch) -> list[Group]:
+  groups = []
+  for i in range(arch.blocks):
+    groups += [Group(f"block_{i}.inner", arch.channels, True),
+               Group(f"block_{i}.esa", arch.esa_channels, arch.prune_esa)]
+  return groups + [Group("upsample", 3 * arch.scale ** 2, False)]
+
+
+def _receptive_radius(arch: Arch) -> int:
+  # Every stride-1 3x3 conv on the LR grid adds 1: head, conv_a and conv_b of each block,
+  # body_end, upsample (1x1 convs add 0). ESA's pooled branch is global, not counted.
+  return 2 * arch.blocks + 3
+
+
+def _latency_block(x, block_params, dtype):
+  return block_forward(x, FastBlockOps(block_params, dtype))
+
+
+# ESA's strided conv and 7x7 max pool need at least 15 LR pixels a side.
+BACKBONE = register_backbone(Backbone(
+    name="esrb", module=ESRB, groups=_groups, receptive_radius=_receptive_radius,
+    min_lr_side=15, latency_block=_latency_block))
