@@ -17,9 +17,7 @@ Prints, side by side and measured in this one process:
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -27,7 +25,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import fmp_jax  # noqa: E402
-from fmp_jax import finetuning  # noqa: E402
+from fmp_jax import finetuning, profiling  # noqa: E402
 from fmp_jax.inference import Upscaler  # noqa: E402
 from fmp_jax.pruning import complexity, search  # noqa: E402
 from fmp_jax.pruning.settings import SearchSettings  # noqa: E402
@@ -38,13 +36,8 @@ SHARDS = 4   # reduction_shards of the timed fixed-order search step (set in mai
 
 
 def median_ms(fn, repeats):
-  fn()   # compile + warm-up
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - t0)
-  return 1e3 * statistics.median(times)
+  """Median ms of fn() over `repeats` rounds after a warm-up (`profiling.time_interleaved`)."""
+  return 1e3 * profiling.time_interleaved({"fn": (fn, ())}, rounds=repeats).seconds("fn")
 
 
 def step_times(arch, batch, patch, repeats):
@@ -78,21 +71,21 @@ def pruned_widths(arch, keep_channels, multiple):
 
 
 def inference_ratios(arch, keep_channels, lr_hw, repeats):
+  """The dense model and two pruned ones, timed side by side (interleaved rounds)."""
   rng = np.random.default_rng(1)
   frame = rng.random((1, *lr_hw, 3), np.float32)
-  dense = Upscaler(fmp_jax.init_params(arch), arch, tile=None, channel_multiple=1)
-  dense_ms = median_ms(lambda: dense.forward(frame), repeats)
-  dense_flops = complexity.count(arch).flops
-  rows = [{"model": "dense", "widths": None, "ms": dense_ms, "latency_ratio": 1.0,
-           "flops_ratio": 1.0}]
+  models = {"dense": Upscaler(fmp_jax.init_params(arch), arch, tile=None, channel_multiple=1)}
   for multiple in (8, 32):
     small = arch.with_widths(pruned_widths(arch, keep_channels, multiple))
-    up = Upscaler(fmp_jax.init_params(small), small, tile=None, channel_multiple=1)
-    ms = median_ms(lambda: up.forward(frame), repeats)
-    rows.append({"model": f"pruned, widths x{multiple}", "widths": dict(small.widths), "ms": ms,
-                 "latency_ratio": ms / dense_ms,
-                 "flops_ratio": complexity.count(small).flops / dense_flops})
-  return rows
+    models[f"pruned, widths x{multiple}"] = Upscaler(fmp_jax.init_params(small), small,
+                                                     tile=None, channel_multiple=1)
+  timing = profiling.time_interleaved({n: (up.forward, (frame,)) for n, up in models.items()},
+                                      rounds=repeats)
+  dense_flops = complexity.count(arch).flops
+  return [{"model": n, "widths": dict(up.arch.widths) if up.arch.widths else None,
+           "ms": 1e3 * timing.seconds(n), "latency_ratio": timing.ratio(n, "dense"),
+           "flops_ratio": complexity.count(up.arch).flops / dense_flops,
+           "unreliable": timing.unreliable(n, "dense")} for n, up in models.items()]
 
 
 def main():

@@ -21,7 +21,6 @@ import json
 import os
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -38,7 +37,6 @@ def main():
 
   from fmp_jax.profiling import reexec_with_hugepages
   reexec_with_hugepages()
-  import jax
   import numpy as np
   import fmp_jax
   from fmp_jax import profiling
@@ -65,21 +63,20 @@ def main():
         f"{arch.model.upper()}-{arch.blocks}-{arch.channels} x{arch.scale}; {len(configs)} "
         f"configurations, {args.repeats} interleaved rounds", flush=True)
 
-  calls = []
+  calls = {}
   for i, (_, widths) in enumerate(configs):
     small = arch.with_widths(widths)
     params = (bake_masks(exported[i].params, exported[i].masks) if i in exported
               else fmp_jax.init_params(small, seed=1))
     fn, x, run_arch = profiling.upscaler_call(params, small, table.lr_hw, table.precision,
                                               run_widths=table.plan(widths))
-    jax.block_until_ready(fn(x))
-    calls.append((fn, x))
-  times = [[] for _ in configs]
-  for _ in range(args.repeats):
-    for i, (fn, x) in enumerate(calls):
-      t0 = time.perf_counter()
-      jax.block_until_ready(fn(x))
-      times[i].append(time.perf_counter() - t0)
+    calls[i] = (fn, (x,))
+  timing = profiling.time_interleaved(calls, rounds=args.repeats)
+  times = [timing.rounds[i] for i in range(len(configs))]
+  if timing.unreliable():
+    print(f"WARNING: unreliable: machine busy (a configuration's rounds differ by "
+          f"{100 * max(timing.spread(i) for i in calls):.0f} %); the errors below include "
+          f"the load.")
 
   rows = []
   dense = table.dense()

@@ -40,13 +40,7 @@ def reexec_with_hugepages(argv: Optional[Sequence[str]] = None) -> None:
 
 def median_seconds(fn: Callable, *args, repeats: int = 5) -> float:
   """Median wall time of fn(*args) (block_until_ready) after one warm-up call."""
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times)
+  return time_interleaved({"fn": (fn, args)}, rounds=repeats).seconds("fn")
 
 
 # A timing whose rounds differ by more than this fraction of their median (for any model,
@@ -169,13 +163,9 @@ def _min_over_passes(calls: Mapping, repeats: int, passes: int) -> dict:
   keys = list(calls)
   for k in range(passes):
     for key in (keys if k % 2 == 0 else keys[::-1]):
-      fn, args = calls[key]
-      times = []
-      for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-      best[key] = min(best.get(key, math.inf), statistics.median(times))
+      # One entry's calls in a burst (as a device runs one model over and over).
+      burst = time_interleaved({key: calls[key]}, rounds=repeats, warmup=0)
+      best[key] = min(best.get(key, math.inf), burst.seconds(key))
   return best
 
 
