@@ -62,7 +62,7 @@ DENSE_CHOICES = {
 def arch_label(arch):
   """E.g. "ESRB-6-256 x2 (ESA 16)" (ESRB's ESA width matters to its cost too)."""
   label = f"{arch.model.upper()}-{arch.blocks}-{arch.channels} x{arch.scale}"
-  return label + (f" (ESA {arch.esa_channels})" if arch.model == "esrb" else "")
+  return label + (f" (ESA {arch.esa_channels})" if "block_0.esa" in arch.groups() else "")
 
 
 def parse_args():
