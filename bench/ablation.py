@@ -98,8 +98,9 @@ def load_recipe(path: str, overrides: list[str]) -> dict:
                        f"with a field of {path}.")
     old = cfg[section][field]
     cfg[section][field] = type(old)(json.loads(value)) if not isinstance(old, str) else value
-  # Logging and checkpoint intervals do not change results: left out of run keys.
-  drop = ("log_every", "checkpoint_every", "checkpoint_every_minutes")
+  # Logging and checkpoint intervals do not change results, and what fine-tuning starts from
+  # is each arm's own choice (fmp_total hands on, fmp_scratch starts anew): left out of keys.
+  drop = ("log_every", "checkpoint_every", "checkpoint_every_minutes", "init")
   return {section: {k: v for k, v in cfg[section].to_dict().items() if k not in drop}
           for section in ("search", "finetune")}
 

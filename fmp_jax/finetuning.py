@@ -18,7 +18,7 @@ from fmp_jax import loop, reduction
 from fmp_jax.arch import Arch
 from fmp_jax.data.checks import CheckedBatches
 from fmp_jax.models import (MASKS, bake_masks, build_model, check_finite_params, check_params,
-                            precision_dtype)
+                            init_params, precision_dtype)
 
 
 @flax.struct.dataclass
@@ -39,6 +39,21 @@ def make_optimizer(lr: float, halve_every: Optional[int] = None) -> optax.Gradie
   else:
     schedule = lr
   return optax.adam(schedule)
+
+
+FINETUNE_INITS = ("search", "scratch")
+
+
+def starting_params(params: Mapping, arch: Arch, masks: Optional[Mapping], init: str,
+                    seed: int) -> Mapping:
+  """What fine-tuning starts from: the searched `params` ("search"), or fresh
+  `init_params(arch, seed)` with the weight masks baked in ("scratch": the found structure
+  trained anew)."""
+  if init not in FINETUNE_INITS:
+    raise ValueError(f"finetune.init={init!r} is unknown; use one of {FINETUNE_INITS}.")
+  if init == "search":
+    return params
+  return bake_masks(init_params(arch, seed=seed), masks)
 
 
 def init_state(params: Mapping, tx: optax.GradientTransformation) -> FinetuneState:

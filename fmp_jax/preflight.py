@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from fmp_jax import sharding
+from fmp_jax import finetuning, sharding
 from fmp_jax import workdir as workdir_lib
 from fmp_jax.arch import Arch
 from fmp_jax.config_base import base_config
@@ -36,6 +36,9 @@ def prepare_workdir(config, workdir: str, restart: bool = False, say=print):
   # A latency table is read (device and model checked) and the budget's floor judged now.
   search.check_budget_reachable(arch, budget, settings)
   precision_dtype(config.precision)
+  if config.finetune.init not in finetuning.FINETUNE_INITS:
+    raise ValueError(f"finetune.init={config.finetune.init!r} is unknown; use one of "
+                     f"{finetuning.FINETUNE_INITS}.")
   from fmp_jax import data as data_lib
   data_lib.check_sources(config.data, arch.scale)
   mesh = sharding.make_mesh()

@@ -164,8 +164,10 @@ class Run:
     tx = finetuning.make_optimizer(cfg.lr, cfg.lr_halve_every)
     masks = sharding.put_replicated(pruned.masks, self.mesh)
     # Optimiser state created directly replicated, from the abstract shapes.
+    start_params = finetuning.starting_params(pruned.params, pruned.arch, pruned.masks,
+                                              str(cfg.init), seed=config.seed + 2)
     state = jax.jit(lambda p: finetuning.init_state(p, tx), out_shardings=rep)(
-        sharding.put_replicated(pruned.params, self.mesh))
+        sharding.put_replicated(start_params, self.mesh))
     stage = StageLoop(f"finetune{member.label}",
                       self.path(member.dir(os.path.join("checkpoints", "finetune"))), cfg,
                       self.guard, _say)

@@ -28,6 +28,7 @@ def test_missing_workdir_is_one_clear_line(repo_root):
     # The schedule reaches the budget at pace_steps=400: a shorter run could never land.
     (["--config.search.max_steps=3"], "search.max_steps=3 ends before the schedule reaches "
                                       "the budget at search.pace_steps=400"),
+    (["--config.finetune.init=pretrained"], "finetune.init='pretrained' is unknown"),
 ])
 def test_bad_input_fails_fast_and_leaves_no_workdir(repo_root, tmp_path, overrides, needle):
   # The timeout only stops a run that hangs; no test here asserts a duration.

@@ -316,3 +316,21 @@ def test_channel_multiple_gives_widths_in_whole_groups(params):
   with pytest.raises(ValueError, match="channel_multiple=5"):
     fmp_jax.prune(params, 0.5, arch=ARCH, data=photo_batches(), steps=5,
                   config=dict(SETTINGS, channel_multiple=5))
+
+
+def test_finetune_starts_from_the_search_or_from_a_fresh_init_of_its_structure():
+  from fmp_jax import finetuning
+  arch = Arch(blocks=2, channels=8, esa_channels=4).with_widths({"stream": 5, "block_0.inner": 3})
+  searched = fmp_jax.init_params(arch, seed=7)
+  mask = np.ones((3, 3, 5, 3), np.float32)
+  mask[:, :, :, 0] = 0.0
+  masks = {"block_0": {"conv_a": {"weight": mask}}}
+  assert finetuning.starting_params(searched, arch, masks, "search", seed=2) is searched
+  fresh = finetuning.starting_params(searched, arch, masks, "scratch", seed=2)
+  drawn = fmp_jax.init_params(arch, seed=2)
+  kernel = np.asarray(fresh["block_0"]["conv_a"]["kernel"])
+  np.testing.assert_array_equal(kernel, np.asarray(drawn["block_0"]["conv_a"]["kernel"]) * mask)
+  assert not kernel[..., 0].any() and kernel[..., 1:].all()
+  np.testing.assert_array_equal(fresh["head"]["kernel"], drawn["head"]["kernel"])
+  with pytest.raises(ValueError, match="finetune.init='pretrained' is unknown"):
+    finetuning.starting_params(searched, arch, masks, "pretrained", seed=2)
