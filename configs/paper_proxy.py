@@ -3,12 +3,14 @@
 FMP prunes an un-pretrained backbone about 4x wider than its target (ESRB-6-256 -> 694K
 params, 91.5 % removed). This config keeps that ratio at a size a CPU can train: ESRB-6-64
 with the ESA at 1/16 of the width (esa_channels=4, as 16 is of 256), so the widest uniform
-model within 8.5 % of the params is ESRB-6-18 (the paper's uniform equivalent is ESRB-6-72,
-the same 0.28 width ratio). Criterion Total, params metric, the paper configs' search
+model within 8.5 % of the params is ESRB-6-17 (the paper's uniform equivalent is ESRB-6-72:
+width ratios 0.27 and 0.28). Criterion Total, params metric, the paper configs' search
 (`config_base.PAPER_SEARCH`) with its schedule scaled from 20,000 to 1,500 steps: the latents'
 step grows by the same factor (latent_lr x pace_steps = 20 in both) and Adam's lr is the
 ablation recipe's 1e-3 (a short schedule). Batches are CPU-sized: 8 LR patches of 32x32.
 Data: a DIV2K-style folder, e.g. the wallpaper set of bench/photo_set.py.
+Fine-tuning starts from a fresh init of the found structure (finetune.init="scratch"): in the
+ablation below it beat the searched kernels by 1.09 ± 0.39 dB over 3 seeds.
 
   python bench/photo_set.py --out ~/sr_data/wallpapers
   python -m fmp_jax.main --config=configs/paper_proxy.py --workdir=/tmp/fmp_proxy \
@@ -39,7 +41,7 @@ def get_config(arg=None):
                   max_steps=2 * PACE_STEPS, lr=1e-3, batch_size=8, patch_size=32,
                   log_every=50, checkpoint_every=500)
   c.finetune.update(steps=3500, batch_size=8, patch_size=32, lr=1e-3, lr_halve_every=1000,
-                    log_every=100, checkpoint_every=500)
+                    log_every=100, checkpoint_every=500, init="scratch")
   # The set's held-out split, read as a benchmark folder under data_dir, and the bundled photos.
   c.data.update(train="div2k", data_dir="", eval_sets=("DIV2K_valid_HR", "bundled"))
   return c
