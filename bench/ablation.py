@@ -101,7 +101,11 @@ def load_recipe(path: str, overrides: list[str]) -> dict:
   # Logging and checkpoint intervals do not change results, and what fine-tuning starts from
   # is each arm's own choice (fmp_total hands on, fmp_scratch starts anew): left out of keys.
   drop = ("log_every", "checkpoint_every", "checkpoint_every_minutes", "init")
-  return {section: {k: v for k, v in cfg[section].to_dict().items() if k not in drop}
+  # Options added after runs were cached, at the value that is the code before them: left
+  # out of keys, so those runs are still found.
+  neutral = {"fill_budget": False}
+  return {section: {k: v for k, v in cfg[section].to_dict().items()
+                    if k not in drop and not (k in neutral and v == neutral[k])}
           for section in ("search", "finetune")}
 
 

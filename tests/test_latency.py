@@ -77,7 +77,7 @@ def test_cost_model_value_is_the_step_and_gradient_the_interpolant_slope():
   assert q["weight"] == 1.0 and q["total"] == q["channel"] == pytest.approx(0.379 / 0.400)
 
 
-def search_on(table, tmp_path, steps=300, fill_plan=False, **budget):
+def search_on(table, tmp_path, steps=300, fill_plan=False, fill_budget=False, **budget):
   """A short latency-budget search of a fresh ARCH model on `table` (saved to tmp_path)."""
   path = str(tmp_path / "lat.json")
   table.save(path)
@@ -85,7 +85,7 @@ def search_on(table, tmp_path, steps=300, fill_plan=False, **budget):
                        Budget(0.6, metric="latency", latency_table=path, **budget), arch=ARCH,
                        data=photo_batches(batch=2, seed=5), steps=steps,
                        config=dict(lr=1e-3, hyper_embed=4, latent_lr=0.03, pace_steps=60,
-                                   fill_plan=fill_plan))
+                                   fill_plan=fill_plan, fill_budget=fill_budget))
 
 
 def hilly_table():
@@ -335,3 +335,48 @@ def test_fill_plan_trains_the_widths_the_plan_runs_at(tmp_path):
   assert dict(filled.arch.widths) == plan == filled.report["run_widths"]
   assert filled.report["latency_ratio"] == pytest.approx(plain.report["latency_ratio"])
   assert filled.report["params"] > plain.report["params"]
+
+
+def test_grow_spends_a_latency_budget_left_by_a_coarse_step():
+  c = latency.LatencyCost(ARCH, hand_table())
+  # From stream 8, inner 4, 4 (24 + 2 x 84 = 192 of 400 ms) under 0.6 (240 ms): the stream's
+  # next run (16) costs 376 ms; the interiors can each go 4 -> 8 -> 16 (+4, +8 ms): 216 ms.
+  start = {"stream": 8, "block_0.inner": 4, "block_1.inner": 4}
+  grown = c.grow(start, 0.6)
+  assert grown == {"stream": 8, "block_0.inner": 16, "block_1.inner": 16}
+  assert hand_table().predict(grown) == pytest.approx(0.216)
+  # Room for one 4 -> 8 step only (198 ms): one interior takes it, the other stays.
+  one = c.grow(start, 0.495)
+  assert sorted([one["block_0.inner"], one["block_1.inner"]]) == [4, 8]
+  # A budget the start already fills returns it unchanged; a count lands on its target.
+  assert c.grow(start, 0.48) == start
+  assert cost.CountCost(ARCH, "params").grow(start, 0.9) == start
+
+
+def test_grow_stops_when_no_step_of_any_group_fits():
+  # hilly_table: the stream's 8 run is slow (rest 224 ms) and its 16 run fast, so from
+  # stream 16, inner 4, 4 (376 ms) no stream step exists; each interior step 4 -> 8 adds 4 ms,
+  # 8 -> 16 adds 8. Under 0.955 (382 ms) one 4 -> 8 step fits; under 0.97 (388) both do and
+  # a following 8 -> 16 (392) does not.
+  t = hilly_table()
+  c = latency.LatencyCost(ARCH, t)
+  start = {"stream": 16, "block_0.inner": 4, "block_1.inner": 4}
+  assert t.predict(start) == pytest.approx(0.376)
+  assert t.predict(c.grow(start, 0.955)) == pytest.approx(0.380)
+  grown = c.grow(start, 0.97)
+  assert grown == {"stream": 16, "block_0.inner": 8, "block_1.inner": 8}
+  assert t.predict(grown) == pytest.approx(0.384)
+  for g in grown:                  # maximal: no single further step stays within the budget
+    wider = [w for w in t.candidates(g) if w > grown[g]]
+    if wider:
+      assert t.predict(dict(grown, **{g: wider[0]})) > 0.97 * t.dense()
+
+
+def test_fill_budget_widens_a_search_that_crossed_its_budget_by_a_step(tmp_path):
+  # The search of test_a_budget_between_two_latency_steps_... lands with the stream at 8 or
+  # under (<= 0.54 of 0.6). fill_budget grows it back to the budget: the stream cannot reach
+  # 16 (0.94), the interiors reach 16: stream 8, inner 16, 16 at 216 of 400 ms.
+  result = search_on(hand_table(), tmp_path, fill_plan=True, fill_budget=True)
+  widths = dict(result.arch.widths)
+  assert widths == {"stream": 8, "block_0.inner": 16, "block_1.inner": 16}
+  assert result.report["latency_ratio"] == pytest.approx(0.54)

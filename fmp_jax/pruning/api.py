@@ -209,7 +209,8 @@ def _search(params, budget: Budget, family, arch, data, steps, seed, config, on_
 def finalize(arch: Arch, outcome: "search.SearchOutcome", budget: Budget,
              settings: SearchSettings, seed: int = 0) -> PruneResult:
   """Generates the kernels once and slices away pruned channels (`settings.fill_plan`:
-  channels revived up to the latency plan start from `init_params(arch, seed)`)."""
+  channels revived up to the latency plan, grown to the budget with `settings.fill_budget`,
+  start from `init_params(arch, seed)`)."""
   full_params, _ = state_lib.masked_model(arch, outcome.state, settings)
   full_params = jax.device_get(full_params)
   channel_masks, weight_masks = state_lib.exact_masks(
@@ -217,7 +218,10 @@ def finalize(arch: Arch, outcome: "search.SearchOutcome", budget: Budget,
   kept = {g: int(np.count_nonzero(m)) for g, m in channel_masks.items()}
   # Where the cost model runs a model wider than its kept widths (a latency table's plan),
   # those widths run anyway (as zero padding): train them instead.
-  plan = budget.cost_model(arch).run_widths(kept) if settings.fill_plan else None
+  cost = budget.cost_model(arch)
+  plan = cost.run_widths(kept) if settings.fill_plan else None
+  if plan is not None and settings.fill_budget:
+    plan = cost.grow(plan, budget.keep)
   if plan is not None and any(plan[g] > w for g, w in kept.items()):   # else skip the init
     full_params, channel_masks, weight_masks = surgery.revive_channels(
         arch, full_params, init_params(arch, seed=seed), channel_masks, weight_masks, plan)

@@ -85,6 +85,13 @@ class CostModel(abc.ABC):
     del widths
     return None
 
+  def grow(self, run: Mapping[str, int], keep: float) -> dict[str, int]:
+    """Run widths widened while the cost stays within `keep` of the dense cost, where this
+    cost model lands in coarse steps (a latency table); a count lands on its target, so by
+    default the widths come back as they are."""
+    del keep
+    return dict(run)
+
   def report(self, widths: Mapping[str, int]) -> dict:
     """What this cost model adds to `sparsity_report` (params and FLOPs are always there)."""
     del widths

@@ -101,6 +101,9 @@ class SearchSettings:
       padding), the extra ones freshly initialised and grown in by
       fine-tuning (`surgery.revive_channels`): same predicted time, more
       capacity (on by default: the equal-latency rows of bench/RESULTS.md).
+    fill_budget: with fill_plan, the plan is first widened while the table's
+      prediction stays within the budget (`LatencyCost.grow`): a search that
+      crossed the budget by a whole step of the table spends what it left.
   """
   lr: float = 2e-4
   latent_optimizer: str = "adam"
@@ -129,6 +132,7 @@ class SearchSettings:
   reduction_shards: int = 0
   zero_crossing: str = "stop"
   fill_plan: bool = True
+  fill_budget: bool = False
 
   def __post_init__(self):
     for name, registry in REGISTRIES.items():
