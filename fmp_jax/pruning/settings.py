@@ -104,6 +104,9 @@ class SearchSettings:
     fill_budget: with fill_plan, the plan is first widened while the table's
       prediction stays within the budget (`LatencyCost.grow`): a search that
       crossed the budget by a whole step of the table spends what it left.
+      Off by default: in the paper-regime ablation at equal latency it grew
+      FMP's models from 51.3K to 111.9K params within the budget and scored
+      −0.16 and +0.03 dB (seeds 0, 1; bench/RESULTS.md).
   """
   lr: float = 2e-4
   latent_optimizer: str = "adam"
