@@ -297,7 +297,6 @@ class LatencyCost(cost_lib.CostModel):
     self._rest = rest.astype(np.float32)
     self._env = env.astype(np.float32)
     self._smooth = _through_efficient(ri, env, block <= env).astype(np.float32)
-    self._rs_list, self._ri_list, self._rest64, self._env64 = list(rs), list(ri), rest, env
 
   def dense(self) -> float:
     return self._dense
@@ -346,7 +345,7 @@ class LatencyCost(cost_lib.CostModel):
     def params(w):
       return complexity.count(self.arch.with_widths(w)).params
 
-    now_t, now_p = self._predict_host(widths), params(widths)
+    now_t, now_p = self.table.predict(widths), params(widths)
     while True:
       best = None
       for g, w in widths.items():
@@ -354,7 +353,7 @@ class LatencyCost(cost_lib.CostModel):
         if not wider:
           continue
         cand = dict(widths, **{g: wider[0]})
-        t = self._predict_host(cand)
+        t = self.table.predict(cand)
         if t > limit:
           continue
         p = params(cand)
@@ -364,13 +363,6 @@ class LatencyCost(cost_lib.CostModel):
       if best is None:
         return self.table.plan(widths)
       _, widths, now_t, now_p = best
-
-  def _predict_host(self, widths):
-    """`LatencyTable.predict` from the candidate arrays built once (float64 on the host)."""
-    first = [self._ri_list.index(self.table.run(f"block_{b}.inner", widths[f"block_{b}.inner"]))
-             for b in range(self.arch.blocks)]
-    k0 = self._rs_list.index(self.table.run("stream", widths["stream"]))
-    return float(np.min(plan_totals(self._rest64, self._env64, first)[k0:]))
 
   def _predict_jnp(self, widths):
     """The table's step function in jax.numpy (no gradient)."""
